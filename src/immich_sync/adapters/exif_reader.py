@@ -1,0 +1,365 @@
+"""A file's capture date-time, read inside this project with piexif.
+
+piexif parses a raw EXIF (TIFF) block; this module only has to find that block in each container:
+JPEG (APP1), TIFF and TIFF-based raw (DNG, CR2, NEF, ARW, RW2, ORF, PEF), WebP (piexif's own RIFF
+reader), PNG (eXIf chunk), HEIC/HEIF/AVIF (the `Exif` item of the ISO-BMFF `meta` box) Canon CR3
+(the CMT2 box) and Fujifilm RAF (its embedded JPEG). QuickTime/MP4 video has no EXIF: its `mvhd` creation time (UTC, which is how
+Immich reads video dates) is used. Only the needed bytes are read: the first 512 KiB, more only when
+an EXIF offset points further. Anything unreadable or corrupt gives None, never an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import struct
+from datetime import datetime, timedelta, timezone
+from typing import BinaryIO
+
+import piexif
+
+from ..domain.library import CaptureTime
+
+log = logging.getLogger(__name__)
+
+HEAD = 512 * 1024
+MAX_TIFF_READ = 64 * 1024 * 1024  # a raw file whose EXIF reaches further than this is not worth reading
+_QT_EPOCH = datetime(1904, 1, 1)
+_CR3_UUID = bytes.fromhex("85c0b687820f11e08111f4ce462b6a48")
+_DATE = re.compile(rb"(\d{4})[:\-](\d{2})[:\-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
+_OFFSET = re.compile(rb"([+\-])(\d{2}):?(\d{2})")
+# Tiff-based raw formats with a maker's own magic: same structure after the first 4 bytes.
+_TIFF_MAGICS = {b"II*\x00", b"MM\x00*"}
+_RAW_MAGICS = {b"IIU\x00": b"II*\x00", b"IIRO": b"II*\x00", b"IIRS": b"II*\x00", b"MMOR": b"MM\x00*"}
+
+# (date tag, sub-second tag, offset tag, name), in Immich's priority: SubSecDateTimeOriginal,
+# SubSecCreateDate, DateTimeOriginal, CreateDate (= DateTimeDigitized), then GPSDateTime.
+_DATE_TAGS = (
+    (piexif.ExifIFD.DateTimeOriginal, piexif.ExifIFD.SubSecTimeOriginal, 0x9011, "DateTimeOriginal"),
+    (piexif.ExifIFD.DateTimeDigitized, piexif.ExifIFD.SubSecTimeDigitized, 0x9012, "CreateDate"),
+)
+
+
+def read_capture_time(path: str) -> CaptureTime | None:
+    try:
+        with open(path, "rb") as handle:
+            return _read(handle)
+    except Exception as exc:  # noqa: BLE001 - a bad file must never stop a run
+        log.debug("no capture time in %s: %s: %s", path, type(exc).__name__, exc)
+        return None
+
+
+def _read(handle: BinaryIO) -> CaptureTime | None:
+    head = handle.read(HEAD)
+    if head[:2] == b"\xff\xd8":
+        return _from_tiff(_jpeg_exif(head), handle, 0)
+    if head[:4] in _TIFF_MAGICS or head[:4] in _RAW_MAGICS:
+        return _from_tiff_file(head, handle)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return _from_exif_dict(piexif.load(_read_all(head, handle)))
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return _from_tiff(_png_exif(head, handle), handle, 0)
+    if head[4:8] == b"ftyp":
+        return _from_bmff(head, handle)
+    if head[:16] == b"FUJIFILMCCD-RAW ":
+        return _raf(handle)
+    return None
+
+
+def _read_all(head: bytes, handle: BinaryIO, limit: int = MAX_TIFF_READ) -> bytes:
+    if len(head) < HEAD:
+        return head
+    return head + handle.read(limit - len(head))
+
+
+def _from_tiff_file(head: bytes, handle: BinaryIO) -> CaptureTime | None:
+    """Raw and TIFF files: try the first 512 KiB; read more only when an IFD points beyond it."""
+    data = head
+    while True:
+        tiff = _RAW_MAGICS.get(data[:4], data[:4]) + data[4:]
+        try:
+            return _from_exif_dict(piexif.load(tiff))
+        except (struct.error, ValueError, IndexError, KeyError):
+            if len(data) < len(head) or len(data) >= MAX_TIFF_READ or len(head) < HEAD:
+                return None
+            more = handle.read(min(len(data) * 8, MAX_TIFF_READ) - len(data))
+            if not more:
+                return None
+            data += more
+
+
+def _from_tiff(tiff: bytes | None, handle: BinaryIO, _offset: int) -> CaptureTime | None:
+    if not tiff or tiff[:4] not in _TIFF_MAGICS:
+        return None
+    return _from_exif_dict(piexif.load(b"Exif\x00\x00" + tiff))
+
+
+def _jpeg_exif(data: bytes) -> bytes | None:
+    """The TIFF block of the first `Exif` APP1 segment."""
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no more metadata
+            return None
+        if marker == 0xFF or 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            pos += 1 if marker == 0xFF else 2
+            continue
+        length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
+        segment = data[pos + 4:pos + 2 + length]
+        if marker == 0xE1 and segment[:6] == b"Exif\x00\x00":
+            return segment[6:]
+        pos += 2 + length
+    return None
+
+
+def _png_exif(head: bytes, handle: BinaryIO) -> bytes | None:
+    """PNG 1.5's eXIf chunk (it may follow the image data, so chunks are walked by seeking)."""
+    pos = 8
+    while True:
+        handle.seek(pos)
+        header = handle.read(8)
+        if len(header) < 8:
+            return None
+        length, kind = struct.unpack(">I4s", header)
+        if kind == b"eXIf":
+            return handle.read(min(length, MAX_TIFF_READ))
+        if kind == b"IEND":
+            return None
+        pos += 12 + length
+
+
+def _boxes(handle: BinaryIO, start: int, end: int | None):
+    """ISO-BMFF boxes between two offsets: (type, payload offset, end offset)."""
+    pos = start
+    while end is None or pos + 8 <= end:
+        handle.seek(pos)
+        header = handle.read(16)
+        if len(header) < 8:
+            return
+        size, kind = struct.unpack(">I4s", header[:8])
+        payload = pos + 8
+        if size == 1:
+            if len(header) < 16:
+                return
+            size = struct.unpack(">Q", header[8:16])[0]
+            payload = pos + 16
+        elif size == 0:
+            handle.seek(0, 2)
+            size = handle.tell() - pos
+        if size < payload - pos:
+            return
+        yield kind, payload, pos + size
+        pos += size
+
+
+def _child(handle: BinaryIO, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
+    for found, payload, box_end in _boxes(handle, start, end):
+        if found == kind:
+            return payload, box_end
+    return None
+
+
+def _from_bmff(head: bytes, handle: BinaryIO) -> CaptureTime | None:
+    brand = head[8:12]
+    if brand == b"crx ":
+        return _cr3(handle)
+    meta = moov = None
+    for kind, payload, end in _boxes(handle, 0, None):
+        if kind == b"meta":
+            meta = (payload + 4, end)  # full box: skip version and flags
+        elif kind == b"moov":
+            moov = (payload, end)
+    if meta is not None:
+        found = _from_tiff(_heif_exif(handle, *meta), handle, 0)
+        if found is not None:
+            return found
+    if moov is not None:
+        return _quicktime_created(handle, *moov)
+    return None
+
+
+def _heif_exif(handle: BinaryIO, start: int, end: int) -> bytes | None:
+    exif_ids: set[int] = set()
+    locations: dict[int, list[tuple[int, int]]] = {}
+    for kind, payload, box_end in _boxes(handle, start, end):
+        handle.seek(payload)
+        body = handle.read(min(box_end - payload, 1 << 20))
+        if kind == b"iinf":
+            exif_ids = _heif_exif_item_ids(body)
+        elif kind == b"iloc":
+            locations = _heif_locations(body)
+    for item in sorted(exif_ids):
+        extents = locations.get(item)
+        if not extents:
+            continue
+        data = b""
+        for offset, length in extents:
+            handle.seek(offset)
+            data += handle.read(min(length, MAX_TIFF_READ))
+        if len(data) < 4:
+            continue
+        skip = struct.unpack(">I", data[:4])[0]
+        tiff = data[4 + skip:]
+        if tiff[:4] not in _TIFF_MAGICS:  # some writers count the offset differently
+            at = data.find(b"Exif\x00\x00")
+            tiff = data[at + 6:] if at >= 0 else b""
+        return tiff or None
+    return None
+
+
+def _heif_exif_item_ids(body: bytes) -> set[int]:
+    version = body[0]
+    count_size = 2 if version == 0 else 4
+    pos = 4 + count_size
+    ids: set[int] = set()
+    while pos + 8 <= len(body):
+        size, kind = struct.unpack(">I4s", body[pos:pos + 8])
+        if size < 8:
+            break
+        if kind == b"infe":
+            entry = body[pos + 8:pos + size]
+            entry_version = entry[0]
+            if entry_version >= 2:
+                id_size = 2 if entry_version == 2 else 4
+                item_id = int.from_bytes(entry[4:4 + id_size], "big")
+                item_type = entry[4 + id_size + 2:4 + id_size + 6]
+                if item_type == b"Exif":
+                    ids.add(item_id)
+        pos += size
+    return ids
+
+
+def _heif_locations(body: bytes) -> dict[int, list[tuple[int, int]]]:
+    version = body[0]
+    offset_size, length_size = body[4] >> 4, body[4] & 15
+    base_size, index_size = body[5] >> 4, (body[5] & 15) if version in (1, 2) else 0
+    pos = 6
+
+    def take(n: int) -> int:
+        nonlocal pos
+        value = int.from_bytes(body[pos:pos + n], "big") if n else 0
+        pos += n
+        return value
+
+    count = take(2 if version < 2 else 4)
+    out: dict[int, list[tuple[int, int]]] = {}
+    for _ in range(count):
+        item_id = take(2 if version < 2 else 4)
+        method = take(2) & 15 if version in (1, 2) else 0
+        take(2)  # data reference index
+        base = take(base_size)
+        extents = []
+        for _ in range(take(2)):
+            take(index_size)
+            extents.append((base + take(offset_size), take(length_size)))
+        if method == 0:
+            out[item_id] = extents
+    return out
+
+
+def _cr3(handle: BinaryIO) -> CaptureTime | None:
+    """Canon CR3: moov/uuid(85c0b687...)/CMT2 holds the Exif IFD as a TIFF block."""
+    moov = None
+    for kind, payload, end in _boxes(handle, 0, None):
+        if kind == b"moov":
+            moov = (payload, end)
+            break
+    if moov is None:
+        return None
+    for kind, payload, end in _boxes(handle, *moov):
+        handle.seek(payload)
+        if kind == b"uuid" and handle.read(16) == _CR3_UUID:
+            for sub, sub_payload, sub_end in _boxes(handle, payload + 16, end):
+                if sub == b"CMT2":
+                    handle.seek(sub_payload)
+                    return _from_tiff(_exif_ifd_as_tiff(handle.read(min(sub_end - sub_payload, MAX_TIFF_READ))),
+                                      handle, 0)
+    return None
+
+
+def _exif_ifd_as_tiff(tiff: bytes) -> bytes:
+    """CR3's CMT2 is a TIFF whose first IFD *is* the Exif IFD; piexif keeps only IFD0's own tags,
+    so append a one-entry IFD0 that points (tag 34665, ExifIFD) at it."""
+    if tiff[:4] not in _TIFF_MAGICS:
+        return b""
+    order = "<" if tiff[:2] == b"II" else ">"
+    first_ifd = struct.unpack(order + "I", tiff[4:8])[0]
+    new_ifd = len(tiff) + (len(tiff) & 1)
+    ifd0 = struct.pack(order + "HHHII", 1, piexif.ImageIFD.ExifTag, 4, 1, first_ifd) + struct.pack(order + "I", 0)
+    return tiff[:4] + struct.pack(order + "I", new_ifd) + tiff[8:] + b"\x00" * (new_ifd - len(tiff)) + ifd0
+
+
+def _raf(handle: BinaryIO) -> CaptureTime | None:
+    """Fujifilm RAF: a big-endian pointer at byte 84 to an embedded JPEG that carries the EXIF."""
+    handle.seek(84)
+    offset = struct.unpack(">I", handle.read(4))[0]
+    handle.seek(offset)
+    return _from_tiff(_jpeg_exif(handle.read(HEAD)), handle, 0)
+
+
+def _quicktime_created(handle: BinaryIO, start: int, end: int) -> CaptureTime | None:
+    found = _child(handle, start, end, b"mvhd")
+    if found is None:
+        return None
+    handle.seek(found[0])
+    body = handle.read(12)
+    seconds = struct.unpack(">Q", body[4:12])[0] if body[0] == 1 else struct.unpack(">I", body[4:8])[0]
+    if seconds == 0:
+        return None
+    return CaptureTime(local=_QT_EPOCH + timedelta(seconds=seconds), offset_minutes=0,
+                       source="QuickTime:CreateDate")
+
+
+def _from_exif_dict(exif: dict) -> CaptureTime | None:
+    for ifd_name in ("Exif", "0th"):  # CR3 CMT2 and some TIFFs put Exif tags in IFD0
+        ifd = exif.get(ifd_name) or {}
+        for date_tag, subsec_tag, offset_tag, name in _DATE_TAGS:
+            moment = _parse_date(ifd.get(date_tag))
+            if moment is None:
+                continue
+            subsec = ifd.get(subsec_tag)
+            if isinstance(subsec, bytes):
+                digits = subsec.strip(b"\x00 ").decode("ascii", "ignore")
+                if digits.isdigit():
+                    moment = moment.replace(microsecond=int((digits + "000000")[:6]))
+                    name = "SubSec" + name
+            return CaptureTime(local=moment, offset_minutes=_parse_offset(ifd.get(offset_tag)), source=name)
+    return _gps_time(exif.get("GPS") or {})
+
+
+def _parse_date(value: object) -> datetime | None:
+    if not isinstance(value, bytes):
+        return None
+    found = _DATE.search(value)
+    if not found:
+        return None
+    try:
+        return datetime(*(int(part) for part in found.groups()))
+    except ValueError:  # 0000:00:00 00:00:00 and other placeholders
+        return None
+
+
+def _parse_offset(value: object) -> int | None:
+    if not isinstance(value, bytes):
+        return None
+    found = _OFFSET.search(value)
+    if not found:
+        return None
+    sign = -1 if found.group(1) == b"-" else 1
+    return sign * (int(found.group(2)) * 60 + int(found.group(3)))
+
+
+def _gps_time(gps: dict) -> CaptureTime | None:
+    """GPSDateStamp + GPSTimeStamp, a UTC instant."""
+    day = gps.get(piexif.GPSIFD.GPSDateStamp)
+    hms = gps.get(piexif.GPSIFD.GPSTimeStamp)
+    if not isinstance(day, bytes) or not hms or len(hms) != 3:
+        return None
+    try:
+        numbers = [n / d for n, d in hms]
+        base = datetime.strptime(day.strip(b"\x00 ").decode("ascii"), "%Y:%m:%d")
+    except (ValueError, ZeroDivisionError, TypeError):
+        return None
+    moment = base + timedelta(hours=numbers[0], minutes=numbers[1], seconds=int(numbers[2]))
+    return CaptureTime(local=moment.replace(tzinfo=timezone.utc).replace(tzinfo=None), offset_minutes=0,
+                       source="GPSDateTime")

@@ -1,0 +1,220 @@
+"""The cache file: JSON (docs/cache-format.md), written atomically, read defensively, locked per run."""
+
+from __future__ import annotations
+
+import gc
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import cattrs
+import orjson
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from filelock import FileLock, Timeout
+
+from .. import __version__
+from ..domain.cache import FORMAT_VERSION, CacheNode, ImmichCache
+from ..domain.match import Check, Confidence, DateEvidence, Evidence, MatchResult, Status
+from ..domain.timestamps import format_instant, parse_instant
+from ..errors import CacheFileError, CacheLocked
+
+
+def _converter() -> cattrs.Converter:
+    """The cache file's wire format: camelCase keys, confidence as its label, times as ISO text."""
+    conv = cattrs.Converter()
+    conv.register_unstructure_hook(datetime, format_instant)
+    conv.register_structure_hook(datetime, lambda v, _: parse_instant(v))
+    conv.register_unstructure_hook(Confidence, lambda c: c.label)
+    for text_enum in (Status, DateEvidence, Check):
+        conv.register_unstructure_hook(text_enum, lambda e: e.value)
+    conv.register_structure_hook(Confidence, lambda v, _: Confidence.from_label(v))
+    match_names = {"matched_at": override(rename="matchedAt")}
+    conv.register_unstructure_hook(MatchResult, make_dict_unstructure_fn(MatchResult, conv, **match_names))
+    conv.register_structure_hook(MatchResult, make_dict_structure_fn(MatchResult, conv, **match_names))
+    conv.register_structure_hook(Evidence, make_dict_structure_fn(Evidence, conv))
+    return conv
+
+
+_CONVERTER = _converter()
+
+
+def encode_match(match: MatchResult | None) -> dict[str, Any] | None:
+    return None if match is None else _CONVERTER.unstructure(match)
+
+
+def decode_match(doc: Mapping[str, Any] | None) -> MatchResult | None:
+    return None if doc is None else _CONVERTER.structure(doc, MatchResult)
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else format_instant(value)
+
+
+def encode_cache(cache: ImmichCache, saved_at: datetime) -> dict[str, Any]:
+    stats = cache.stats()
+    stats.pop("last_run")
+    return {
+        "version": FORMAT_VERSION,
+        "generator": f"immich-sync {__version__}",
+        "savedAt": format_instant(saved_at),
+        "target": cache.target,
+        "server": cache.server,
+        "counts": stats,
+        "runs": cache.runs,
+        "albums": {aid: {"albumName": name} for aid, name in cache.albums.items()},
+        "tags": {tid: {"value": value} for tid, value in cache.tags.items()},
+        "assets": {
+            node.id: {
+                "asset": node.asset_raw,
+                "match": encode_match(node.match),
+                "albums": list(node.albums),
+                "tags": list(node.tags),
+                "cachedAt": _time(node.cached_at),
+                "goneSince": _time(node.gone_since),
+            }
+            for node in cache
+        },
+    }
+
+
+def decode_cache(doc: Any, source: str) -> ImmichCache:
+    """Build an ImmichCache from a parsed file, or raise CacheFileError naming `source`."""
+    if not isinstance(doc, dict) or "version" not in doc or not isinstance(doc.get("assets"), dict):
+        raise CacheFileError(f"{source}: not an immich-sync cache file (no \"version\" and \"assets\")")
+    version = doc["version"]
+    if not isinstance(version, int) or version < 1:
+        raise CacheFileError(f"{source}: not an immich-sync cache file (bad \"version\": {version!r})")
+    if version > FORMAT_VERSION:
+        raise CacheFileError(
+            f"{source}: written by a newer immich-sync (cache format {version}; this version reads "
+            f"{FORMAT_VERSION}); upgrade immich-sync or use another --cache file")
+    try:
+        nodes = [
+            CacheNode(
+                id=asset_id,
+                asset_raw=node["asset"],
+                match=decode_match(node.get("match")),
+                albums=tuple(node.get("albums") or ()),
+                tags=tuple(node.get("tags") or ()),
+                cached_at=parse_instant(node.get("cachedAt")),
+                gone_since=parse_instant(node.get("goneSince")),
+            )
+            for asset_id, node in doc["assets"].items()
+        ]
+        cache = ImmichCache.from_nodes(nodes)
+        cache.albums = {aid: a["albumName"] for aid, a in (doc.get("albums") or {}).items()}
+        cache.tags = {tid: t["value"] for tid, t in (doc.get("tags") or {}).items()}
+    except (KeyError, TypeError, ValueError, AttributeError, cattrs.BaseValidationError) as exc:
+        raise CacheFileError(f"{source}: damaged cache file ({type(exc).__name__}: {exc})") from None
+    cache.target = doc.get("target")
+    cache.server = dict(doc.get("server") or {})
+    cache.runs = list(doc.get("runs") or [])
+    return cache
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Building 100,000 nodes makes millions of objects; the cyclic collector would rescan them all."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def read_cache_file(path: Path) -> ImmichCache:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CacheFileError(f"{path}: cannot read the cache file ({exc.strerror or exc})") from None
+    with _gc_paused():
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise CacheFileError(f"{path}: not a valid JSON cache file (corrupt or truncated: {exc})") from None
+        return decode_cache(doc, str(path))
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Temporary file in the same folder, flush + fsync, then os.replace: old file or new, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class JsonCacheRepository:
+    """The cache at `path`, its lock at `path.lock` and its checkpoint at `path.checkpoint`.
+
+    The lock is an OS-level lock (flock through `filelock`): it dies with its process, so a killed
+    run never blocks the next one, while a live second run is refused at once.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], now=None) -> None:
+        self.path = Path(path)
+        self.checkpoint_path = self.path.with_name(self.path.name + ".checkpoint")
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._now = now or (lambda: datetime.now().astimezone())
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.lock_path), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise CacheLocked(f"{self.path} is in use by another immich-cache run (lock {self.lock_path})") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def load(self) -> ImmichCache:
+        """The cache in the file, or an empty one when there is no file yet."""
+        if not self.path.exists():
+            return ImmichCache()
+        return read_cache_file(self.path)
+
+    def save(self, cache: ImmichCache) -> None:
+        write_atomically(self.path, self._encode(cache))
+
+    def load_checkpoint(self) -> ImmichCache | None:
+        if not self.checkpoint_path.exists():
+            return None
+        return read_cache_file(self.checkpoint_path)
+
+    def save_checkpoint(self, cache: ImmichCache) -> None:
+        write_atomically(self.checkpoint_path, self._encode(cache))
+
+    def drop_checkpoint(self) -> None:
+        self.checkpoint_path.unlink(missing_ok=True)
+
+    def _encode(self, cache: ImmichCache) -> bytes:
+        return orjson.dumps(encode_cache(cache, self._now()))

@@ -1,0 +1,249 @@
+"""ImmichCache: the assets Immich returned, each with its match to a local file, plus indexes.
+
+Pure: no file or network access. `immich_sync.load_cache` / `save_cache` read and write it through
+the JSON repository; `immich_sync.open_cache` does both around a block.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from attrs import define, field
+
+from .asset import Asset
+from .index import CacheIndex
+from .match import MatchResult, Status
+from .timestamps import parse_instant
+
+FORMAT_VERSION = 1
+MAX_RUNS_KEPT = 20
+
+
+class Upsert(str, enum.Enum):
+    ADDED = "added"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
+@define(slots=True)
+class CacheNode:
+    """One asset in the cache: the server's dict untouched, its match and its memberships."""
+
+    id: str
+    asset_raw: dict[str, Any]
+    match: MatchResult | None = None
+    albums: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    cached_at: datetime | None = None
+    gone_since: datetime | None = None  # set when a full run no longer saw it on the server
+    _asset: Asset | None = field(default=None, init=False, eq=False, repr=False)
+
+    @property
+    def asset(self) -> Asset:
+        """The typed view, built on first use (loading 100,000 nodes builds none)."""
+        if self._asset is None:
+            self._asset = Asset.from_api(self.asset_raw)
+        return self._asset
+
+
+def is_newer(incoming: Mapping[str, Any], cached: Mapping[str, Any]) -> bool:
+    """The update rule: replace a cached asset only when Immich's updatedAt is strictly newer."""
+    new, old = parse_instant(incoming.get("updatedAt")), parse_instant(cached.get("updatedAt"))
+    if new is not None and old is not None:
+        return new > old
+    if new is not None:
+        return True  # the cached copy has no date: a dated answer is better
+    return old is None and incoming != cached
+
+
+class ImmichCache:
+    """Create, read, update and delete asset nodes; album and tag sections; lookups; stats."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[str, CacheNode] = {}
+        self.albums: dict[str, str] = {}  # album id -> album name
+        self.tags: dict[str, str] = {}  # tag id -> full value path such as "Travel/Paris"
+        self.target: str | None = None
+        self.server: dict[str, Any] = {}  # url, version, user id: never the API key
+        self.runs: list[dict[str, Any]] = []
+        self.index = CacheIndex()
+
+    @classmethod
+    def from_nodes(cls, nodes: Iterable[CacheNode]) -> "ImmichCache":
+        cache = cls()
+        cache._nodes = {node.id: node for node in nodes}
+        cache.index = CacheIndex.build(cache._nodes.values())
+        return cache
+
+    # --- read
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __contains__(self, asset_id: object) -> bool:
+        return asset_id in self._nodes
+
+    def __iter__(self) -> Iterator[CacheNode]:
+        return iter(self._nodes.values())
+
+    def get(self, asset_id: str) -> CacheNode | None:
+        return self._nodes.get(asset_id)
+
+    def ids(self) -> list[str]:
+        return list(self._nodes)
+
+    # --- write
+    def upsert(self, raw: Mapping[str, Any], now: datetime) -> Upsert:
+        """Add an asset, or replace it when the server's updatedAt is newer. Says which happened.
+
+        A replaced asset keeps its match until the caller matches it again, and an asset seen
+        again is no longer marked gone.
+        """
+        asset_id = str(raw["id"])
+        node = self._nodes.get(asset_id)
+        if node is None:
+            node = CacheNode(id=asset_id, asset_raw=dict(raw), cached_at=now)
+            self._nodes[asset_id] = node
+            self.index.add(node)
+            return Upsert.ADDED
+        node.gone_since = None
+        if not is_newer(raw, node.asset_raw):
+            return Upsert.UNCHANGED
+        node.asset_raw = dict(raw)
+        node._asset = None
+        node.cached_at = now
+        self.index.refresh(node)
+        return Upsert.UPDATED
+
+    def remove(self, asset_id: str) -> bool:
+        if self._nodes.pop(asset_id, None) is None:
+            return False
+        self.index.remove(asset_id)
+        return True
+
+    def set_match(self, asset_id: str, match: MatchResult | None) -> None:
+        node = self._nodes[asset_id]
+        node.match = match
+        self.index.refresh(node)
+
+    def clear_match(self, asset_id: str) -> None:
+        self.set_match(asset_id, None)
+
+    def mark_gone(self, asset_id: str, now: datetime) -> bool:
+        """Flag an asset the server no longer returns; keeps the node. True when newly flagged."""
+        node = self._nodes[asset_id]
+        if node.gone_since is not None:
+            return False
+        node.gone_since = now
+        return True
+
+    def replace_albums(self, names: Mapping[str, str], members: Mapping[str, Iterable[str]]) -> None:
+        """Set the album section and every asset's album membership (album id -> asset ids)."""
+        self.albums = dict(names)
+        self._replace_membership("albums", members)
+
+    def replace_tags(self, values: Mapping[str, str], members: Mapping[str, Iterable[str]]) -> None:
+        """Set the tag section and every asset's tags (tag id -> asset ids)."""
+        self.tags = dict(values)
+        self._replace_membership("tags", members)
+
+    def _replace_membership(self, attribute: str, members: Mapping[str, Iterable[str]]) -> None:
+        per_asset: dict[str, list[str]] = {}
+        for group_id, asset_ids in members.items():
+            for asset_id in asset_ids:
+                per_asset.setdefault(asset_id, []).append(group_id)
+        for node in self._nodes.values():
+            new = tuple(sorted(per_asset.get(node.id, ())))
+            if getattr(node, attribute) != new:
+                setattr(node, attribute, new)
+                self.index.refresh(node)
+
+    def clear(self) -> None:
+        """Forget every asset, album and tag (the target and server stay)."""
+        self._nodes.clear()
+        self.albums.clear()
+        self.tags.clear()
+        self.index.clear()
+
+    def add_run(self, summary: Mapping[str, Any]) -> None:
+        self.runs.append(dict(summary))
+        del self.runs[:-MAX_RUNS_KEPT]
+
+    # --- lookups, each returning nodes sorted by asset id
+    def _nodes_for(self, ids: Iterable[str]) -> list[CacheNode]:
+        return [self._nodes[i] for i in ids]
+
+    def find_by_name(self, name: str) -> list[CacheNode]:
+        """Assets whose original file name equals `name`, ignoring case and Unicode form."""
+        return self._nodes_for(self.index.ids_by_name(name))
+
+    def find_by_path(self, path: str) -> list[CacheNode]:
+        """Assets matched (status found) to the file at this absolute path."""
+        return self._nodes_for(self.index.ids_by_path(path))
+
+    def find_file(self, path: str) -> list[CacheNode]:
+        """The asset(s) for a local file: by matched path, else by its name (absolute path expected)."""
+        found = self.find_by_path(path)
+        if found:
+            return found
+        name = path.replace("\\", "/").rsplit("/", 1)[-1]
+        return self.find_by_name(name)
+
+    def find_by_day(self, day: date) -> list[CacheNode]:
+        return self._nodes_for(self.index.ids_by_day(day))
+
+    def find_by_day_range(self, first: date, last: date) -> list[CacheNode]:
+        return self._nodes_for(self.index.ids_by_day_range(first, last))
+
+    def tag_ids_for(self, tag: str) -> list[str]:
+        """Tag ids for an id, a full path (`Travel/Paris`) or a last segment (`Paris`), any case.
+        A tag includes its descendants, as in Immich."""
+        if tag in self.tags:
+            roots = [tag]
+        else:
+            wanted = tag.casefold().strip("/")
+            roots = [tid for tid, value in self.tags.items()
+                     if value.casefold() == wanted or value.casefold().rsplit("/", 1)[-1] == wanted]
+        prefixes = [self.tags[t].casefold() + "/" for t in roots]
+        return sorted(set(roots) | {tid for tid, value in self.tags.items()
+                                   if any(value.casefold().startswith(p) for p in prefixes)})
+
+    def album_ids_for(self, album: str) -> list[str]:
+        if album in self.albums:
+            return [album]
+        wanted = album.casefold()
+        return sorted(aid for aid, name in self.albums.items() if name.casefold() == wanted)
+
+    def find_by_tag(self, tag: str) -> list[CacheNode]:
+        return self._nodes_for(self.index.ids_by_tag_ids(self.tag_ids_for(tag)))
+
+    def find_by_album(self, album: str) -> list[CacheNode]:
+        return self._nodes_for(self.index.ids_by_album_ids(self.album_ids_for(album)))
+
+    def stats(self) -> dict[str, Any]:
+        status: Counter[str] = Counter()
+        method: Counter[str] = Counter()
+        confidence: Counter[str] = Counter()
+        gone = 0
+        for node in self._nodes.values():
+            gone += node.gone_since is not None
+            if node.match is None:
+                status["unmatched"] += 1
+                continue
+            status[node.match.status.value] += 1
+            method[node.match.method] += 1
+            if node.match.status is Status.FOUND:
+                confidence[node.match.confidence.label] += 1
+        return {
+            "assets": len(self._nodes),
+            "gone_from_server": gone,
+            "by_status": dict(sorted(status.items())),
+            "by_method": dict(sorted(method.items())),
+            "by_confidence": dict(sorted(confidence.items())),
+            "albums": len(self.albums),
+            "tags": len(self.tags),
+            "last_run": self.runs[-1] if self.runs else None,
+        }

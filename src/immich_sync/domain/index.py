@@ -1,0 +1,148 @@
+"""CacheIndex: the lookups other scripts need, built when the cache loads and never stored."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import date
+from typing import TYPE_CHECKING
+
+from .match import Status
+from .names import asset_file_name, normalise_name
+
+if TYPE_CHECKING:
+    from .cache import CacheNode
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def path_key(path: str) -> str:
+    """Paths compare in NFC (macOS writes NFD) but keep their case (most file systems are case-sensitive)."""
+    return unicodedata.normalize("NFC", path)
+
+
+def node_name_key(node: "CacheNode") -> str:
+    raw = node.asset_raw
+    return normalise_name(asset_file_name(raw.get("originalFileName"), raw.get("originalPath")))
+
+
+def node_day(node: "CacheNode") -> str | None:
+    """The capture day as the photographer saw it: the date part of Immich's `localDateTime`."""
+    value = node.asset_raw.get("localDateTime")
+    if isinstance(value, str) and _DAY.match(value):
+        return value[:10]
+    return None
+
+
+def node_found_path(node: "CacheNode") -> str | None:
+    match = node.match
+    if match is not None and match.status is Status.FOUND and match.path:
+        return path_key(match.path)
+    return None
+
+
+class CacheIndex:
+    """Maps from name, matched path, capture day, tag id and album id to asset ids.
+
+    Kept in step by ImmichCache: every change to a node removes the node's old keys and adds its
+    new ones, so a lookup never needs a scan.
+    """
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, set[str]] = defaultdict(set)
+        self._by_path: dict[str, set[str]] = defaultdict(set)
+        self._by_day: dict[str, set[str]] = defaultdict(set)
+        self._by_tag: dict[str, set[str]] = defaultdict(set)
+        self._by_album: dict[str, set[str]] = defaultdict(set)
+        self._keys: dict[str, tuple] = {}
+
+    @classmethod
+    def build(cls, nodes: Iterable["CacheNode"]) -> "CacheIndex":
+        index = cls()
+        for node in nodes:
+            index.add(node)
+        return index
+
+    def add(self, node: "CacheNode") -> None:
+        keys = (node_name_key(node), node_found_path(node), node_day(node),
+                tuple(node.tags), tuple(node.albums))
+        self._keys[node.id] = keys
+        name, path, day, tags, albums = keys
+        self._by_name[name].add(node.id)
+        if path is not None:
+            self._by_path[path].add(node.id)
+        if day is not None:
+            self._by_day[day].add(node.id)
+        for tag in tags:
+            self._by_tag[tag].add(node.id)
+        for album in albums:
+            self._by_album[album].add(node.id)
+
+    def remove(self, asset_id: str) -> None:
+        keys = self._keys.pop(asset_id, None)
+        if keys is None:
+            return
+        name, path, day, tags, albums = keys
+        _discard(self._by_name, name, asset_id)
+        _discard(self._by_path, path, asset_id)
+        _discard(self._by_day, day, asset_id)
+        for tag in tags:
+            _discard(self._by_tag, tag, asset_id)
+        for album in albums:
+            _discard(self._by_album, album, asset_id)
+
+    def refresh(self, node: "CacheNode") -> None:
+        self.remove(node.id)
+        self.add(node)
+
+    def clear(self) -> None:
+        for mapping in (self._by_name, self._by_path, self._by_day, self._by_tag, self._by_album):
+            mapping.clear()
+        self._keys.clear()
+
+    # Lookups: each returns a sorted list of asset ids (stable output for scripts and tests).
+    def ids_by_name(self, name: str) -> list[str]:
+        return sorted(self._by_name.get(normalise_name(name), ()))
+
+    def ids_by_path(self, path: str) -> list[str]:
+        return sorted(self._by_path.get(path_key(path), ()))
+
+    def ids_by_day(self, day: date) -> list[str]:
+        return sorted(self._by_day.get(day.isoformat(), ()))
+
+    def ids_by_day_range(self, first: date, last: date) -> list[str]:
+        """Every asset captured on a day from `first` to `last`, both included."""
+        low, high = first.isoformat(), last.isoformat()
+        found: set[str] = set()
+        for day, ids in self._by_day.items():
+            if low <= day <= high:
+                found |= ids
+        return sorted(found)
+
+    def ids_by_tag_ids(self, tag_ids: Iterable[str]) -> list[str]:
+        found: set[str] = set()
+        for tag_id in tag_ids:
+            found |= self._by_tag.get(tag_id, set())
+        return sorted(found)
+
+    def ids_by_album_ids(self, album_ids: Iterable[str]) -> list[str]:
+        found: set[str] = set()
+        for album_id in album_ids:
+            found |= self._by_album.get(album_id, set())
+        return sorted(found)
+
+    def claimed_paths(self) -> dict[str, list[str]]:
+        """Files that more than one asset is matched to (a duplicate upload, or a wrong match)."""
+        return {path: sorted(ids) for path, ids in self._by_path.items() if len(ids) > 1}
+
+
+def _discard(mapping: dict[str, set[str]], key: str | None, asset_id: str) -> None:
+    if key is None:
+        return
+    ids = mapping.get(key)
+    if ids is not None:
+        ids.discard(asset_id)
+        if not ids:
+            del mapping[key]

@@ -1,0 +1,73 @@
+"""The local library as plain data: what a scan of TARGET found, indexed by normalised name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from attrs import field, frozen
+
+from .names import normalise_name
+
+
+@frozen
+class LibraryFile:
+    path: str  # absolute path under TARGET
+    relative: str  # path below TARGET with "/" separators
+    size: int
+
+    @property
+    def name(self) -> str:
+        return self.relative.rsplit("/", 1)[-1]
+
+
+@frozen
+class CaptureTime:
+    """A file's capture date-time as read from its metadata: naive wall-clock time plus offset."""
+
+    local: datetime  # naive
+    offset_minutes: int | None = None  # from OffsetTimeOriginal & co, when the file has one
+    source: str = "DateTimeOriginal"
+
+
+@frozen
+class LibraryIndex:
+    """Every candidate file of TARGET, by normalised name and by size."""
+
+    root: str
+    by_name: Mapping[str, tuple[LibraryFile, ...]] = field(repr=False)
+    by_size: Mapping[int, tuple[LibraryFile, ...]] = field(repr=False)
+    by_path: Mapping[str, LibraryFile] = field(repr=False)
+
+    @classmethod
+    def from_files(cls, root: str, files: Iterable[LibraryFile]) -> "LibraryIndex":
+        by_name: dict[str, list[LibraryFile]] = {}
+        by_size: dict[int, list[LibraryFile]] = {}
+        by_path: dict[str, LibraryFile] = {}
+        for f in files:
+            by_name.setdefault(normalise_name(f.name), []).append(f)
+            by_size.setdefault(f.size, []).append(f)
+            by_path[f.path] = f
+        # sorted by path: nothing downstream may depend on the order the disk listed files in
+        return cls(
+            root=root,
+            by_name={k: tuple(sorted(v, key=_path)) for k, v in by_name.items()},
+            by_size={k: tuple(sorted(v, key=_path)) for k, v in by_size.items()},
+            by_path=by_path,
+        )
+
+    def __len__(self) -> int:
+        return len(self.by_path)
+
+    def named(self, name: str) -> tuple[LibraryFile, ...]:
+        return self.by_name.get(normalise_name(name), ())
+
+    def sized(self, size: int) -> tuple[LibraryFile, ...]:
+        return self.by_size.get(size, ())
+
+    def get(self, path: str) -> LibraryFile | None:
+        return self.by_path.get(path)
+
+
+def _path(f: LibraryFile) -> str:
+    return f.path

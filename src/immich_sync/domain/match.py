@@ -1,0 +1,92 @@
+"""MatchResult: which local file an asset is, how sure we are, and the evidence that decided it."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from attrs import field, frozen
+
+
+class Status(str, enum.Enum):
+    FOUND = "found"
+    NOT_FOUND = "not_found"
+    AMBIGUOUS = "ambiguous"
+
+
+class Confidence(enum.IntEnum):
+    """An ordered scale; what earns each level is decided in `matcher.confidence_for`.
+
+    EXACT  the file's SHA1 equals Immich's checksum, or an external-library asset's originalPath
+           ends in the file's path under TARGET.
+    HIGH   unique by name (or decided among same-named files) and both the EXIF date and the size agree.
+    MEDIUM one of date or size agrees (a date off by a time-zone slip or a few seconds counts
+           as half), the other disagrees or is unknown.
+    LOW    only the name agrees: date and size disagree or cannot be checked.
+    NONE   not found or ambiguous.
+    """
+
+    NONE = 0
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    EXACT = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def from_label(cls, label: str) -> "Confidence":
+        return cls[label.upper()]
+
+
+class DateEvidence(str, enum.Enum):
+    EQUAL = "equal"  # same wall-clock second
+    NEAR = "near"  # within a few seconds, or whole hours apart (a time-zone slip)
+    DIFFERENT = "different"
+    UNKNOWN = "unknown"  # the file or the asset has no date
+
+
+class Check(str, enum.Enum):
+    """Outcome of a yes/no comparison that may not have been made."""
+
+    EQUAL = "equal"
+    DIFFERENT = "different"
+    UNKNOWN = "unknown"  # not checked, or nothing to compare with
+
+
+@frozen
+class Evidence:
+    """What was compared for the chosen file (or for the best candidate)."""
+
+    name: bool = False
+    path: bool = False
+    date: DateEvidence = DateEvidence.UNKNOWN
+    size: Check = Check.UNKNOWN
+    checksum: Check = Check.UNKNOWN
+
+
+@frozen
+class MatchResult:
+    status: Status
+    path: str | None
+    method: str
+    confidence: Confidence
+    candidates: tuple[str, ...] = field(converter=tuple, default=())
+    evidence: Evidence = Evidence()
+    matched_at: datetime | None = None
+
+    @classmethod
+    def found(cls, path: str, method: str, confidence: Confidence, evidence: Evidence,
+              candidates: tuple[str, ...] = (), matched_at: datetime | None = None) -> "MatchResult":
+        return cls(Status.FOUND, path, method, confidence, candidates or (path,), evidence, matched_at)
+
+    @classmethod
+    def not_found(cls, method: str = "none", matched_at: datetime | None = None) -> "MatchResult":
+        return cls(Status.NOT_FOUND, None, method, Confidence.NONE, (), Evidence(), matched_at)
+
+    @classmethod
+    def ambiguous(cls, candidates: tuple[str, ...], method: str, evidence: Evidence,
+                  matched_at: datetime | None = None) -> "MatchResult":
+        return cls(Status.AMBIGUOUS, None, method, Confidence.NONE, candidates, evidence, matched_at)

@@ -1,0 +1,33 @@
+"""Reading Immich's timestamps leniently.
+
+Servers write `Z` or `+00:00` with 0 to 6 fraction digits (FACTS.md); compare instants, never strings.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+
+def parse_instant(value: object) -> datetime | None:
+    """An aware datetime (UTC when the text has no offset), or None for anything unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed
+
+
+def parse_wall_clock(value: object) -> datetime | None:
+    """Immich's `localDateTime`: wall-clock time written as if it were UTC. Returned naive."""
+    parsed = parse_instant(value)
+    return None if parsed is None else parsed.replace(tzinfo=None)
+
+
+def format_instant(moment: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds and `Z`, the way Immich writes it."""
+    utc = moment.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"

@@ -1,0 +1,77 @@
+"""The three ways the core reaches the world, as Protocols: fakes satisfy them without inheriting.
+
+- `ImmichSource` (adapters/immich_http.py): the server.
+- `CacheRepository` (adapters/json_repository.py): where the cache lives.
+- `LibraryReader` (adapters/library_scan.py, exif_reader.py, hashing): the TARGET folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+from attrs import frozen
+
+from ..domain.cache import ImmichCache
+from ..domain.library import CaptureTime, LibraryIndex
+
+
+@frozen
+class ServerInfo:
+    url: str
+    version: tuple[int, int, int]
+    user_id: str
+
+    @property
+    def version_text(self) -> str:
+        return ".".join(map(str, self.version))
+
+
+@frozen
+class Groups:
+    """Albums or tags: names (id -> name or value path) and members (id -> asset ids)."""
+
+    names: Mapping[str, str]
+    members: Mapping[str, frozenset[str]]
+
+
+class ImmichSource(Protocol):
+    def check(self) -> ServerInfo: ...
+
+    def iter_assets(self, updated_after: datetime | None = None,
+                    updated_before: datetime | None = None,
+                    album_id: str | None = None) -> Iterator[dict[str, Any]]: ...
+
+    def count_assets(self, updated_after: datetime | None = None,
+                     updated_before: datetime | None = None,
+                     album_id: str | None = None) -> int | None: ...
+
+    def albums(self) -> Groups: ...
+
+    def tags(self) -> Groups: ...
+
+
+class CacheRepository(Protocol):
+    def lock(self) -> AbstractContextManager[None]: ...
+
+    def load(self) -> ImmichCache: ...
+
+    def save(self, cache: ImmichCache) -> None: ...
+
+    def load_checkpoint(self) -> ImmichCache | None: ...
+
+    def save_checkpoint(self, cache: ImmichCache) -> None: ...
+
+    def drop_checkpoint(self) -> None: ...
+
+
+class LibraryReader(Protocol):
+    """TARGET: listed once, then read lazily (a date or a hash only when the matcher asks)."""
+
+    def scan(self, root: str) -> LibraryIndex: ...
+
+    def capture_time(self, path: str) -> CaptureTime | None: ...
+
+    def sha1(self, path: str) -> str | None: ...
