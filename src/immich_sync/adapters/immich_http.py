@@ -1,0 +1,369 @@
+"""ImmichConnection: the ImmichSource port over HTTP with requests, version-aware and fault-tolerant."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from .. import __version__
+from ..domain.timestamps import parse_instant
+from ..errors import AlbumNotFound, ApiKeyRejected, BadInput, ImmichError, ServerUnreachable
+from ..ports import Groups, ServerInfo
+from . import immich_search as plan
+from .immich_config import ImmichConfig
+
+log = logging.getLogger(__name__)
+
+# Concurrent album/tag passes: 4 requests in flight hide the latency of a remote server without
+# loading a home server (often a NAS with 2-4 cores) with more parallel searches than it has cores.
+MEMBERSHIP_WORKERS = 4
+_insecure_warned = threading.Event()
+
+
+class _BoundedRetry(Retry):
+    """urllib3's Retry, with a server's Retry-After capped so that a run never sleeps for an hour."""
+
+    RETRY_AFTER_CAP = 30.0
+
+    def get_retry_after(self, response):  # type: ignore[override]
+        value = super().get_retry_after(response)
+        return None if value is None else min(value, self.RETRY_AFTER_CAP)
+
+
+def default_retry() -> Retry:
+    """6 tries with exponential backoff (0.5 s doubling, capped at 20 s) and jitter: at most ~1 min."""
+    return _BoundedRetry(
+        total=6, connect=4, read=4, status=6, other=2,
+        backoff_factor=0.5, backoff_max=20, backoff_jitter=0.5,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=frozenset({"GET", "POST"}),  # POST /search/* only reads: safe to repeat
+        respect_retry_after_header=True, raise_on_status=False,
+    )
+
+
+def error_text(response: requests.Response) -> str:
+    """The server's message (a string or a list) and correlation id, read defensively."""
+    message: Any = None
+    correlation = response.headers.get("X-Correlation-ID")
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        message = body.get("message")
+        correlation = correlation or body.get("correlationId")
+        if isinstance(body.get("errors"), list) and body["errors"]:
+            details = [e.get("message", str(e)) if isinstance(e, dict) else str(e) for e in body["errors"]]
+            message = f"{message}: {'; '.join(details)}" if message else "; ".join(details)
+    if isinstance(message, list):
+        message = "; ".join(str(m) for m in message)
+    if not message:
+        message = (response.text or response.reason or "").strip()[:200]
+    text = f"HTTP {response.status_code}"
+    if message:
+        text += f" {message}"
+    if correlation:
+        text += f" (correlation id {correlation})"
+    return text
+
+
+class ImmichConnection:
+    """One server, one API key, one requests.Session (connection reuse, gzip, retries)."""
+
+    def __init__(self, config: ImmichConfig, *, include_partners: bool = False,
+                 timeout: tuple[float, float] = (10.0, 120.0), retry: Retry | None = None,
+                 page_size: int = plan.PAGE_SIZE, workers: int = MEMBERSHIP_WORKERS) -> None:
+        self._config = config
+        self.include_partners = include_partners
+        self.timeout = timeout
+        self.page_size = page_size
+        self.workers = workers
+        self.requests_made = 0
+        self._count_lock = threading.Lock()
+        self.session = requests.Session()
+        adapter = HTTPAdapter(max_retries=retry or default_retry(), pool_connections=workers + 2,
+                              pool_maxsize=workers + 2)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update({"x-api-key": config.api_key, "Accept": "application/json",
+                                     "User-Agent": f"immich-sync/{__version__}"})
+        self.session.verify = config.verify
+        if config.insecure_tls and not _insecure_warned.is_set():
+            _insecure_warned.set()
+            log.warning("IMMICH_INSECURE_TLS is set: the server's TLS certificate is NOT checked")
+        if config.insecure_tls:
+            from urllib3.exceptions import InsecureRequestWarning
+            warnings.simplefilter("ignore", InsecureRequestWarning)
+        self.api_url = ""
+        self.info: ServerInfo | None = None
+
+    def __repr__(self) -> str:
+        return f"ImmichConnection(url={self._config.url!r})"
+
+    def close(self) -> None:
+        self.session.close()
+
+    # --- plumbing
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._config.api_key, "***") if self._config.api_key else text
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        with self._count_lock:
+            self.requests_made += 1
+        try:
+            return self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.exceptions.RetryError as exc:
+            raise ImmichError(self._scrub(f"{method} {url} kept failing after retries: {exc}")) from None
+        except requests.exceptions.SSLError as exc:
+            raise ServerUnreachable(self._scrub(
+                f"cannot reach {url}: TLS certificate problem ({_cause(exc)}); for a self-signed "
+                "certificate set IMMICH_CA_BUNDLE")) from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            raise ServerUnreachable(self._scrub(f"cannot reach {url}: {_cause(exc)}")) from None
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        url = f"{self.api_url}/{path.lstrip('/')}"
+        response = self._send(method, url, **kwargs)
+        if response.status_code in (401, 403):
+            detail = error_text(response)
+            hint = " (the key lacks a permission)" if response.status_code == 403 else ""
+            raise ApiKeyRejected(self._scrub(f"the API key was rejected by {self._config.url}{hint}: {detail}"))
+        if response.status_code >= 400:
+            kind = "failed after retries" if response.status_code >= 429 else "failed"
+            raise _HttpError(response.status_code, self._scrub(f"{method} /{path.lstrip('/')} {kind}: "
+                                                               f"{error_text(response)}"))
+        try:
+            return response.json()
+        except ValueError:
+            raise ImmichError(f"{method} /{path.lstrip('/')} returned something that is not JSON "
+                              f"(is {self._config.url} an Immich server?)") from None
+
+    def _discover_api_url(self) -> str:
+        """The API root: `/.well-known/immich`'s api.endpoint when offered, else `<url>/api`."""
+        root = self._config.url.rstrip("/")
+        if root.endswith("/api"):
+            root = root[: -len("/api")]
+        try:
+            response = self.session.get(f"{root}/.well-known/immich", timeout=self.timeout)
+            if response.ok:
+                endpoint = response.json().get("api", {}).get("endpoint")
+                if isinstance(endpoint, str) and endpoint:
+                    return urljoin(root + "/", endpoint).rstrip("/")
+        except (requests.exceptions.RequestException, ValueError, AttributeError):
+            pass  # the ping below says what is wrong, with the cause
+        return f"{root}/api"
+
+    # --- the port
+    def check(self) -> ServerInfo:
+        """Reach the server, learn its version and who the key belongs to."""
+        if self.info is not None:
+            return self.info
+        self.api_url = self._discover_api_url()
+        try:
+            self._call("GET", "server/ping")
+        except _HttpError as exc:
+            raise ServerUnreachable(f"{self._config.url} does not answer as an Immich server: {exc}") from None
+        try:
+            version = plan.parse_version(self._call("GET", "server/version"))
+        except _HttpError:
+            raise ImmichError(f"the server at {self._config.url} is too old: immich-sync needs "
+                              "POST /api/search/metadata (Immich v1.95 or newer)") from None
+        if version < plan.MIN_SEARCH:
+            raise ImmichError(f"the server at {self._config.url} runs Immich v{'.'.join(map(str, version))}, "
+                              "too old: immich-sync needs POST /api/search/metadata (v1.95 or newer)")
+        me = self._call("GET", "users/me")
+        self.info = ServerInfo(url=self._config.url, version=version, user_id=str(me["id"]))
+        log.info("connected to Immich v%s at %s", self.info.version_text, self._config.url)
+        return self.info
+
+    def check_album(self, album_id: str) -> dict[str, Any]:
+        if not plan.is_uuid(album_id):
+            raise BadInput(f"album id {album_id!r} is not a UUID (Immich album ids look like "
+                           "0d6d4b2b-e00f-4148-9cea-c34b8c1011e1)")
+        self.check()
+        try:
+            return self._call("GET", f"albums/{album_id}", params={"withoutAssets": "true"})
+        except _HttpError as exc:
+            if exc.status in (400, 404):
+                raise AlbumNotFound(f"album {album_id} not found on {self._config.url}") from None
+            raise
+
+    def iter_assets(self, updated_after: datetime | None = None, updated_before: datetime | None = None,
+                    album_id: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every asset the user owns (or, with `album_id`, every asset in that album), each once."""
+        info = self.check()
+        if album_id is not None:
+            self.check_album(album_id)
+        seen: set[str] = set()
+        for raw in self._raw_assets(info, updated_after, updated_before, album_id):
+            asset_id = raw.get("id")
+            if not asset_id or asset_id in seen:
+                continue
+            seen.add(asset_id)
+            if raw.get("isTrashed") or raw.get("visibility") == "locked":
+                continue
+            if album_id is None and not self.include_partners and raw.get("ownerId") != info.user_id:
+                continue  # a partner's asset shared into the timeline
+            if not _within(raw.get("updatedAt"), updated_after, updated_before):
+                continue
+            yield raw
+
+    def _raw_assets(self, info: ServerInfo, after: datetime | None, before: datetime | None,
+                    album_id: str | None) -> Iterator[dict[str, Any]]:
+        if album_id is not None and info.version < plan.MIN_ALBUM_IDS:
+            album = self._call("GET", f"albums/{album_id}", params={"withoutAssets": "false"})
+            yield from album.get("assets") or []
+            return
+        if plan.uses_cursor(info.version):
+            yield from self._cursor_pages(plan.cursor_body(updated_after=after, updated_before=before,
+                                                           album_id=album_id), with_exif=True)
+            return
+        for body in plan.flat_passes(info.version, updated_after=after, updated_before=before, album_id=album_id):
+            yield from self._flat_pages(body, with_exif=True)
+
+    def _flat_pages(self, body: dict[str, Any], *, with_exif: bool) -> Iterator[dict[str, Any]]:
+        """Page through one flat search; stop on the last page, or on a page that brings no new id
+        (v3.1.0 with albumIds returned the same page forever, #31311)."""
+        page, seen = 1, set()
+        while True:
+            request = {**body, "page": page, "size": self.page_size}
+            if with_exif:
+                request["withExif"] = True
+            result = self._call("POST", "search/metadata", json=request).get("assets") or {}
+            items = result.get("items") or []
+            fresh = [item for item in items if item.get("id") not in seen]
+            seen.update(item.get("id") for item in items)
+            yield from fresh
+            next_page = result.get("nextPage")
+            if not next_page or not fresh:
+                return
+            try:
+                page = int(next_page)
+            except (TypeError, ValueError):
+                return
+            if page <= 1:
+                return
+
+    def _cursor_pages(self, body: dict[str, Any], *, with_exif: bool) -> Iterator[dict[str, Any]]:
+        cursor, seen = None, set()
+        while True:
+            request = {**body, "size": self.page_size}
+            if with_exif:
+                request["withExif"] = True
+            if cursor:
+                request["cursor"] = cursor
+            result = self._call("POST", "search/metadata", json=request).get("assets") or {}
+            items = result.get("items") or []
+            fresh = [item for item in items if item.get("id") not in seen]
+            seen.update(item.get("id") for item in items)
+            yield from fresh
+            next_cursor = result.get("nextCursor")
+            if not next_cursor or not fresh or next_cursor == cursor:
+                return
+            cursor = next_cursor
+
+    def count_assets(self, updated_after: datetime | None = None, updated_before: datetime | None = None,
+                     album_id: str | None = None) -> int | None:
+        """A total for a progress bar (POST /search/statistics, v1.135+), or None."""
+        info = self.check()
+        if info.version < plan.MIN_STATISTICS:
+            return None
+        try:
+            passes = plan.flat_passes(info.version, updated_after=updated_after,
+                                      updated_before=updated_before, album_id=album_id)
+            return sum(int(self._call("POST", "search/statistics", json=body).get("total", 0)) for body in passes)
+        except (_HttpError, ValueError, TypeError):
+            return None
+
+    def albums(self) -> Groups:
+        """Every album the user can see, with its member asset ids."""
+        info = self.check()
+        listed = self._call("GET", "albums")
+        names = {a["id"]: a.get("albumName", "") for a in listed}
+        members = self._parallel(names, lambda album_id: self._album_members(info, album_id))
+        return Groups(names=names, members=members)
+
+    def _album_members(self, info: ServerInfo, album_id: str) -> frozenset[str]:
+        if info.version < plan.V3:  # the album itself lists its assets before v3
+            album = self._call("GET", f"albums/{album_id}", params={"withoutAssets": "false"})
+            return frozenset(a["id"] for a in album.get("assets") or [])
+        return self._search_ids(info, album_id=album_id)
+
+    def tags(self) -> Groups:
+        """Every tag (id -> full value path such as Travel/Paris) with the assets that carry it.
+
+        Search results carry no tags (#16273), so each tag costs one paged `tagIds` search; a tag
+        search also returns its descendants' assets, which are kept only on the most specific tag.
+        """
+        info = self.check()
+        if info.version < plan.MIN_TAG_IDS:
+            log.warning("Immich v%s cannot search by tag: tags are not recorded", info.version_text)
+            return Groups(names={}, members={})
+        listed = self._call("GET", "tags")
+        values = {t["id"]: t.get("value") or t.get("name") or "" for t in listed}
+        found = self._parallel(values, lambda tag_id: self._search_ids(info, tag_id=tag_id))
+        return Groups(names=values, members=most_specific_tags(values, found))
+
+    def _search_ids(self, info: ServerInfo, *, album_id: str | None = None,
+                    tag_id: str | None = None) -> frozenset[str]:
+        ids: set[str] = set()
+        for body in plan.flat_passes(info.version, album_id=album_id, tag_id=tag_id):
+            ids.update(a["id"] for a in self._flat_pages(body, with_exif=False))
+        return frozenset(ids)
+
+    def _parallel(self, keys: Iterable[str], fetch) -> dict[str, frozenset[str]]:
+        keys = list(keys)
+        if len(keys) <= 1 or self.workers <= 1:
+            return {key: fetch(key) for key in keys}
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="immich") as pool:
+            return dict(zip(keys, pool.map(fetch, keys)))
+
+
+class _HttpError(ImmichError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def most_specific_tags(values: dict[str, str], found: dict[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+    """Drop an asset from a tag when a descendant tag (`Travel/Paris` under `Travel`) also lists it."""
+    result = {}
+    for tag_id, asset_ids in found.items():
+        prefix = values[tag_id] + "/"
+        below: set[str] = set()
+        for other_id, other_value in values.items():
+            if other_value.startswith(prefix):
+                below |= found.get(other_id, frozenset())
+        result[tag_id] = frozenset(asset_ids - below)
+    return result
+
+
+def _within(updated_at: Any, after: datetime | None, before: datetime | None) -> bool:
+    """The date bounds, checked again on the client (both inclusive, compared as instants)."""
+    if after is None and before is None:
+        return True
+    moment = parse_instant(updated_at)
+    if moment is None:
+        return True
+    return (after is None or moment >= after.replace(microsecond=after.microsecond // 1000 * 1000)) and \
+        (before is None or moment <= before)
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost reason of a requests/urllib3 error, in a few words."""
+    inner: BaseException | None = exc
+    while inner is not None and inner.args and isinstance(inner.args[0], BaseException):
+        inner = inner.args[0]
+    reason = getattr(inner, "reason", None)
+    text = str(reason or inner or exc)
+    return text.split(": ", 1)[-1] if "Max retries exceeded" in text else text

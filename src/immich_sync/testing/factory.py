@@ -1,0 +1,121 @@
+"""Synthetic but realistic assets (AssetResponseDto as v3.1 returns them) and matching JPEG files."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import piexif
+
+# A valid 1x1 grey baseline JPEG; EXIF and padding are added per file.
+TINY_JPEG = bytes.fromhex(
+    "ffd8ffe000104a46494600010100000100010000ffdb004300080606070605080707070909080a0c140d0c0b0b0c1912130f"
+    "141d1a1f1e1d1a1c1c20242e2720222c231c1c2837292c30313434341f27393d38323c2e333432ffc0000b08000100010101"
+    "1100ffc4001f0000010501010101010100000000000000000102030405060708090a0bffc400b51000020103030204030505"
+    "04040000017d01020300041105122131410613516107227114328191a1082342b1c11552d1f02433627282090a16171819"
+    "1a25262728292a3435363738393a434445464748494a535455565758595a636465666768696a737475767778797a838485"
+    "868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9"
+    "dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9faffda0008010100003f00d2cf20ffd9")
+
+
+def jpeg_bytes(taken: datetime | None, *, offset: str | None = None, padding: int = 0,
+               subsec: str | None = None) -> bytes:
+    """A JPEG whose EXIF DateTimeOriginal is `taken` (naive wall-clock), padded to vary its size."""
+    data = TINY_JPEG
+    if taken is not None:
+        exif_ifd: dict[int, Any] = {piexif.ExifIFD.DateTimeOriginal: taken.strftime("%Y:%m:%d %H:%M:%S").encode()}
+        if offset:
+            exif_ifd[0x9011] = offset.encode()
+        if subsec:
+            exif_ifd[piexif.ExifIFD.SubSecTimeOriginal] = subsec.encode()
+        exif = piexif.dump({"0th": {piexif.ImageIFD.Make: b"immich-sync"}, "Exif": exif_ifd})
+        out = bytearray()
+        # insert APP1 after SOI
+        app1 = b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif
+        out += data[:2] + app1 + data[2:]
+        data = bytes(out)
+    if padding:
+        chunks = []
+        while padding > 0:
+            n = min(padding, 65000)
+            chunks.append(b"\xff\xfe" + (n + 2).to_bytes(2, "big") + b"\x00" * n)
+            padding -= n
+        data = data[:2] + b"".join(chunks) + data[2:]
+    return data
+
+
+def sha1_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha1(data).digest()).decode()
+
+
+def iso(moment: datetime) -> str:
+    utc = moment.astimezone(timezone.utc) if moment.tzinfo else moment
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def make_asset(*, owner_id: str, name: str, taken: datetime, size: int, checksum: str,
+               asset_id: str | None = None, updated_at: datetime | None = None, visibility: str = "timeline",
+               is_trashed: bool = False, library_id: str | None = None, original_path: str | None = None,
+               zone_hours: int = 2, asset_type: str = "IMAGE") -> dict[str, Any]:
+    """An AssetResponseDto shaped like v3.1's search results (about 2 KB of JSON with exifInfo)."""
+    asset_id = asset_id or str(uuid.uuid4())
+    instant = (taken - timedelta(hours=zone_hours)).replace(tzinfo=timezone.utc)
+    updated_at = updated_at or datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+    path = original_path or f"/data/library/{owner_id}/{taken:%Y}/{taken:%m}/{name}"
+    return {
+        "id": asset_id,
+        "createdAt": iso(updated_at),
+        "ownerId": owner_id,
+        "libraryId": library_id,
+        "type": asset_type,
+        "originalPath": path,
+        "originalFileName": name,
+        "originalMimeType": "image/jpeg",
+        "thumbhash": "1QcSHQRnh493V4dIh4eXh1h4kJUI",
+        "fileCreatedAt": iso(instant),
+        "fileModifiedAt": iso(instant),
+        "localDateTime": taken.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "updatedAt": iso(updated_at),
+        "isFavorite": False,
+        "isArchived": visibility == "archive",
+        "isTrashed": is_trashed,
+        "visibility": visibility,
+        "duration": None,
+        "exifInfo": {
+            "make": "Canon", "model": "Canon EOS 40D", "exifImageWidth": 4000, "exifImageHeight": 3000,
+            "fileSizeInByte": size, "orientation": "1",
+            "dateTimeOriginal": instant.strftime("%Y-%m-%dT%H:%M:%S.000+00:00"),
+            "modifyDate": instant.strftime("%Y-%m-%dT%H:%M:%S.000+00:00"),
+            "timeZone": f"UTC+{zone_hours}" if zone_hours else None,
+            "lensModel": "EF-S 17-85mm f/4-5.6 IS USM", "fNumber": 8, "focalLength": 35, "iso": 100,
+            "exposureTime": "1/250", "latitude": 43.46715, "longitude": 11.88539, "city": "Arezzo",
+            "state": "Tuscany", "country": "Italy", "description": "", "projectionType": None, "rating": None,
+        },
+        "livePhotoVideoId": None,
+        "people": [],
+        "checksum": checksum,
+        "isOffline": False,
+        "hasMetadata": True,
+        "duplicateId": None,
+        "resized": True,
+        "width": 4000,
+        "height": 3000,
+        "isEdited": False,
+    }
+
+
+def write_library(root: str, specs: list[tuple[str, datetime | None, int]]) -> list[tuple[str, bytes]]:
+    """Write JPEGs: each spec is (relative path, EXIF date or None, padding). Returns (path, bytes)."""
+    written = []
+    for relative, taken, padding in specs:
+        path = os.path.join(root, relative)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        data = jpeg_bytes(taken, padding=padding)
+        with open(path, "wb") as handle:
+            handle.write(data)
+        written.append((path, data))
+    return written

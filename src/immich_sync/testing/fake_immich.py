@@ -1,0 +1,469 @@
+"""A fake Immich server on 127.0.0.1 for tests, the demo and the benchmarks.
+
+It keeps assets, albums and tags in memory and answers like a real server of a chosen version
+(FACTS.md): v1.1xx (`withArchived`, no visibility, albums carry their assets), v2.x (one visibility
+per query, default timeline), v3.0/3.1 (omitted visibility = all but locked; albums without assets;
+optionally v3.1.0's albumIds paging loop, #31311) and v3.2 (the cursor shape; optionally 3.2.0's
+trash-by-default, #31511). Filters the version lacks are ignored silently, as Immich does.
+It can load the real servers' bodies recorded in `real-payloads/recorded-v*` and serve them, and
+it injects faults: 5xx bursts, 429 with Retry-After, slow answers, dropped connections, 401/403.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from attrs import define, field
+
+Version = tuple[int, int, int]
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
+ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
+CURSOR_KEYS = {"filter", "orderBy", "cursor"}
+FLAT_FILTERS = {"albumIds", "tagIds", "visibility", "updatedAfter", "updatedBefore", "withArchived",
+                "withDeleted", "page", "order", "isFavorite", "type", "libraryId", "takenAfter", "takenBefore"}
+
+
+@define
+class Fault:
+    """What to do to the next `count` requests whose path starts with `path`."""
+
+    kind: str  # "status" | "drop" | "slow"
+    path: str = "/api/"
+    count: int = 1
+    status: int = 503
+    retry_after: int | None = None
+    delay: float = 0.0
+    message: str = "Service Unavailable"
+
+
+@define
+class FakeAlbum:
+    id: str
+    name: str
+    owner_id: str
+    asset_ids: list[str] = field(factory=list)
+    raw: dict[str, Any] | None = None
+
+
+@define
+class FakeTag:
+    id: str
+    value: str
+    parent_id: str | None = None
+    asset_ids: set[str] = field(factory=set)
+    raw: dict[str, Any] | None = None
+
+
+def _instant(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+class FakeImmich:
+    def __init__(self, version: Version = (3, 1, 0), *, api_key: str = "fake-api-key-0123456789",
+                 user_id: str | None = None, permissions: set[str] | None = None,
+                 albumids_page_loop: bool = False, cursor_includes_trash: bool = False,
+                 latency: float = 0.0) -> None:
+        self.version = version
+        self.api_key = api_key
+        self.user_id = user_id or str(uuid.uuid4())
+        self.user_email = "admin@example.com"
+        self.permissions = permissions  # None: all
+        self.albumids_page_loop = albumids_page_loop
+        self.cursor_includes_trash = cursor_includes_trash
+        self.latency = latency
+        self.assets: dict[str, dict[str, Any]] = {}
+        self.partner_in_timeline: set[str] = set()  # owner ids whose assets show in our timeline
+        self.albums: dict[str, FakeAlbum] = {}
+        self.tags: dict[str, FakeTag] = {}
+        self.faults: list[Fault] = []
+        self.requests: list[tuple[str, str, Any]] = []
+        self.users_me: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- data
+    def add_asset(self, raw: dict[str, Any]) -> dict[str, Any]:
+        self.assets[raw["id"]] = raw
+        return raw
+
+    def add_album(self, name: str, asset_ids: Iterable[str] = (), *, album_id: str | None = None,
+                  owner_id: str | None = None) -> FakeAlbum:
+        album = FakeAlbum(album_id or str(uuid.uuid4()), name, owner_id or self.user_id, list(asset_ids))
+        self.albums[album.id] = album
+        return album
+
+    def add_tag(self, value: str, asset_ids: Iterable[str] = (), *, tag_id: str | None = None) -> FakeTag:
+        parent = None
+        if "/" in value:
+            parent_value = value.rsplit("/", 1)[0]
+            parent = next((t for t in self.tags.values() if t.value == parent_value), None) or self.add_tag(parent_value)
+        tag = FakeTag(tag_id or str(uuid.uuid4()), value, parent.id if parent else None, set(asset_ids))
+        self.tags[tag.id] = tag
+        return tag
+
+    def touch(self, asset_id: str, updated_at: str) -> None:
+        self.assets[asset_id] = {**self.assets[asset_id], "updatedAt": updated_at}
+
+    @classmethod
+    def from_recorded(cls, folder: str | Path, **kwargs: Any) -> "FakeImmich":
+        """A fake holding exactly what a recorded real server held (bodies unchanged)."""
+        folder = Path(folder)
+
+        def load(name: str) -> Any:
+            return json.loads((folder / name).read_text())
+
+        version = tuple(load("server-version.json")[k] for k in ("major", "minor", "patch"))
+        me = load("users-me.json")
+        fake = cls(version, user_id=me["id"], **kwargs)  # type: ignore[arg-type]
+        fake.users_me = me
+        for name in ("search-metadata_withDeleted.json", "search-metadata_visibility-timeline.json",
+                     "search-metadata_visibility-archive.json", "search-metadata_visibility-hidden.json"):
+            for raw in load(name)["assets"]["items"]:
+                fake.assets.setdefault(raw["id"], raw)
+        for raw in fake.assets.values():
+            if raw["ownerId"] != me["id"]:
+                fake.partner_in_timeline.add(raw["ownerId"])
+        index = load("_index.json")
+        for album in load("albums.json"):
+            fake.albums[album["id"]] = FakeAlbum(album["id"], album["albumName"],
+                                                 album.get("ownerId") or me["id"], [], raw=album)
+        for entry in index:
+            body = entry.get("body") or {}
+            if entry["status"] == 200 and body.get("albumIds") and entry["method"] == "POST":
+                ids = [a["id"] for a in load(entry["file"])["assets"]["items"]]
+                album = fake.albums.get(body["albumIds"][0])
+                if album is not None:
+                    album.asset_ids.extend(i for i in ids if i not in album.asset_ids)
+        for tag in load("tags.json"):
+            fake.tags[tag["id"]] = FakeTag(tag["id"], tag["value"], tag.get("parentId"), raw=tag)
+        for entry in index:
+            if entry["file"].startswith("asset_") and entry["status"] == 200:
+                asset = load(entry["file"])
+                for tag in asset.get("tags") or []:
+                    fake.tags[tag["id"]].asset_ids.add(asset["id"])
+            body = entry.get("body") or {}
+            if entry["status"] == 200 and len(body.get("tagIds") or []) == 1:
+                tag = fake.tags[body["tagIds"][0]]
+                if not any(t.parent_id == tag.id for t in fake.tags.values()):  # leaf: direct members
+                    tag.asset_ids.update(a["id"] for a in load(entry["file"])["assets"]["items"])
+        return fake
+
+    # --- server
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() the fake first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "FakeImmich":
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="fake-immich")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "FakeImmich":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def search_requests(self) -> list[dict[str, Any]]:
+        return [body for method, path, body in self.requests if path == "/api/search/metadata"]
+
+    # --- behaviour
+    def take_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if path.startswith(fault.path) and fault.count > 0:
+                    fault.count -= 1
+                    return fault
+        return None
+
+    def error(self, status: int, message: Any, error: str = "Bad Request") -> tuple[int, Any]:
+        if self.version >= (3, 0, 0):
+            return status, {"message": message}
+        return status, {"message": message, "error": error, "statusCode": status,
+                        "correlationId": uuid.uuid4().hex[:8]}
+
+    def visible(self, raw: dict[str, Any], body: dict[str, Any]) -> bool:
+        """The owner rule: our own assets, and partners' timeline assets (not with albumIds)."""
+        return raw["ownerId"] == self.user_id or (
+            raw["ownerId"] in self.partner_in_timeline and raw.get("visibility", "timeline") == "timeline")
+
+    def _visibility_ok(self, raw: dict[str, Any], body: dict[str, Any]) -> bool:
+        vis = raw.get("visibility") or ("archive" if raw.get("isArchived") else "timeline")
+        if vis == "locked":
+            return False
+        if self.version < (1, 133, 0):
+            return vis == "timeline" or (vis == "archive" and bool(body.get("withArchived")))
+        wanted = body.get("visibility")
+        if wanted is None:
+            return vis == "timeline" if self.version < (3, 0, 0) else True
+        return vis == wanted
+
+    def search(self, body: dict[str, Any]) -> tuple[int, Any]:
+        if not isinstance(body, dict):
+            return self.error(400, ["body must be an object"])
+        size = body.get("size", 250)
+        if not isinstance(size, int) or not 1 <= size <= 1000:
+            return self.error(400, "size must not be greater than 1000" if isinstance(size, int) and size > 1000
+                              else "size must be a number from 1 to 1000")
+        cursor_mode = self.version >= (3, 2, 0) and bool(CURSOR_KEYS & body.keys())
+        if cursor_mode and FLAT_FILTERS & body.keys():
+            return self.error(400, "Cannot mix cursor search fields with legacy filters")
+        if body.get("visibility") == "locked":
+            return self.error(401, "Elevated permission is required", "Unauthorized")
+        for key in ("updatedAfter", "updatedBefore"):
+            if key in body and (not isinstance(body[key], str) or
+                                (self.version >= (3, 0, 0) and not ISO_DATETIME.match(body[key]))):
+                return self.error(400, "Validation failed" if self.version >= (3, 0, 0) else [f"{key} must be a Date instance"])
+        matches = self._cursor_matches(body) if cursor_mode else self._flat_matches(body)
+        if matches is None:
+            return self.error(400, "Not found or no album.read access")
+        matches.sort(key=lambda a: (a.get("fileCreatedAt") or "", a["id"]), reverse=True)
+        with_exif = bool(body.get("withExif"))
+        if cursor_mode:
+            start = int(base64.b64decode(body["cursor"]).decode()) if body.get("cursor") else 0
+            page = matches[start:start + size]
+            more = start + size < len(matches)
+            next_page, next_cursor = None, (base64.b64encode(str(start + size).encode()).decode() if more else None)
+        elif self.albumids_page_loop and body.get("albumIds"):
+            page, next_page, next_cursor = matches, "2", None  # v3.1.0: size ignored, nextPage forever
+        else:
+            number = int(body.get("page") or 1)
+            page = matches[(number - 1) * size: number * size]
+            next_page = str(number + 1) if number * size < len(matches) else None
+            next_cursor = None
+        items = [self._search_item(raw, with_exif) for raw in page]
+        assets = {"total": len(items), "count": len(items), "items": items, "facets": [], "nextPage": next_page}
+        if self.version >= (3, 2, 0):
+            assets["nextCursor"] = next_cursor
+        return 200, {"albums": {"total": 0, "count": 0, "items": [], "facets": []}, "assets": assets}
+
+    def _search_item(self, raw: dict[str, Any], with_exif: bool) -> dict[str, Any]:
+        item = {k: v for k, v in raw.items() if k not in ("tags", "owner", "stack")}
+        if not with_exif:
+            item.pop("exifInfo", None)
+        return item
+
+    def _flat_matches(self, body: dict[str, Any]) -> list[dict[str, Any]] | None:
+        pool = list(self.assets.values())
+        album_ids = body.get("albumIds") if self.version >= (1, 135, 0) else None
+        tag_ids = body.get("tagIds") if self.version >= (1, 126, 0) else None
+        if album_ids:
+            members = set.intersection(*(set(self.albums[a].asset_ids) if a in self.albums else set()
+                                         for a in album_ids))
+            pool = [a for a in pool if a["id"] in members]
+        else:
+            pool = [a for a in pool if self.visible(a, body)]
+        if tag_ids:
+            wanted = set()
+            for tag_id in tag_ids:
+                wanted |= self._tag_members(tag_id)
+            pool = [a for a in pool if a["id"] in wanted]
+        if not body.get("withDeleted"):
+            pool = [a for a in pool if not a.get("isTrashed")]
+        pool = [a for a in pool if self._visibility_ok(a, body)]
+        after, before = body.get("updatedAfter"), body.get("updatedBefore")
+        if after:
+            pool = [a for a in pool if _instant(a["updatedAt"]) >= _instant(after)]
+        if before:
+            pool = [a for a in pool if _instant(a["updatedAt"]) <= _instant(before)]
+        return pool
+
+    def _cursor_matches(self, body: dict[str, Any]) -> list[dict[str, Any]] | None:
+        filters = body.get("filter") or {}
+        pool = list(self.assets.values())
+        album_ids = (filters.get("albumIds") or {}).get("all")
+        if album_ids:
+            members = set.intersection(*(set(self.albums[a].asset_ids) if a in self.albums else set()
+                                         for a in album_ids))
+            pool = [a for a in pool if a["id"] in members]
+        else:
+            pool = [a for a in pool if self.visible(a, body)]
+        trashed = filters.get("trashedAt")
+        if trashed == {"eq": None}:
+            pool = [a for a in pool if not a.get("isTrashed")]
+        elif not self.cursor_includes_trash:
+            pool = [a for a in pool if not a.get("isTrashed")]
+        visibility = (filters.get("visibility") or {}).get("in")
+        pool = [a for a in pool if a.get("visibility") != "locked"
+                and (visibility is None or a.get("visibility", "timeline") in visibility)]
+        updated = filters.get("updatedAt") or {}
+        if "gte" in updated:
+            pool = [a for a in pool if _instant(a["updatedAt"]) >= _instant(updated["gte"])]
+        if "lte" in updated:
+            pool = [a for a in pool if _instant(a["updatedAt"]) <= _instant(updated["lte"])]
+        return pool
+
+    def _tag_members(self, tag_id: str) -> set[str]:
+        tag = self.tags.get(tag_id)
+        if tag is None:
+            return set()
+        found = set(tag.asset_ids)
+        for child in self.tags.values():
+            if child.parent_id == tag_id:
+                found |= self._tag_members(child.id)
+        return found
+
+    def statistics(self, body: dict[str, Any]) -> tuple[int, Any]:
+        if self.version < (1, 135, 0):
+            return self.error(404, "Cannot POST /api/search/statistics", "Not Found")
+        matches = self._flat_matches({k: v for k, v in body.items() if k != "withDeleted"})
+        return 200, {"total": len(matches or [])}
+
+    def album_body(self, album: FakeAlbum, with_assets: bool) -> dict[str, Any]:
+        body = dict(album.raw) if album.raw else {
+            "albumName": album.name, "description": "", "albumThumbnailAssetId": None,
+            "createdAt": "2026-11-01T00:00:00.000Z", "updatedAt": "2026-11-01T00:00:00.000Z",
+            "id": album.id, "albumUsers": [], "shared": False, "hasSharedLink": False,
+            "startDate": None, "endDate": None, "assetCount": len(album.asset_ids),
+            "isActivityEnabled": True, "order": "desc", "lastModifiedAssetTimestamp": None,
+        }
+        if self.version < (3, 0, 0):
+            body.setdefault("ownerId", album.owner_id)
+            body["assets"] = [self.assets[i] for i in album.asset_ids if i in self.assets] if with_assets else []
+        return body
+
+    def tag_body(self, tag: FakeTag) -> dict[str, Any]:
+        if tag.raw:
+            return tag.raw
+        body = {"id": tag.id, "name": tag.value.rsplit("/", 1)[-1], "value": tag.value,
+                "createdAt": "2026-11-01T00:00:00.000Z", "updatedAt": "2026-11-01T00:00:00.000Z"}
+        if tag.parent_id:
+            body["parentId"] = tag.parent_id
+        return body
+
+    def route(self, method: str, path: str, query: dict[str, list[str]], body: Any,
+              headers: dict[str, str]) -> tuple[int, Any]:
+        if path == "/.well-known/immich":
+            return 200, {"api": {"endpoint": "/api"}}
+        if path == "/api/server/ping":
+            return 200, {"res": "pong"}
+        if path == "/api/server/version":
+            major, minor, patch = self.version
+            body_v: dict[str, Any] = {"major": major, "minor": minor, "patch": patch}
+            if self.version >= (3, 0, 0):
+                body_v["prerelease"] = None
+            return 200, body_v
+        key = headers.get("x-api-key")
+        if key != self.api_key:
+            return self.error(401, "Invalid API key" if key else "Authentication required", "Unauthorized")
+        needed = _permission(method, path)
+        if self.permissions is not None and needed and needed not in self.permissions:
+            return self.error(403, f"Missing required permission: {needed}", "Forbidden")
+        if path == "/api/users/me":
+            return 200, self.users_me or {"id": self.user_id, "email": self.user_email, "name": "Admin User",
+                                          "profileImagePath": "", "avatarColor": "gray",
+                                          "profileChangedAt": "2026-11-01T00:00:00.000Z"}
+        if path == "/api/search/metadata" and method == "POST":
+            return self.search(body)
+        if path == "/api/search/statistics" and method == "POST":
+            return self.statistics(body or {})
+        if path == "/api/albums" and method == "GET":
+            return 200, [self.album_body(a, with_assets=False) for a in self.albums.values()]
+        if path.startswith("/api/albums/") and method == "GET":
+            album_id = path.rsplit("/", 1)[-1]
+            if not UUID.match(album_id):
+                return self.error(400, ["id must be a UUID"] if self.version < (3, 0, 0) else "Validation failed")
+            album = self.albums.get(album_id)
+            if album is None:
+                return self.error(400, "Not found or no album.read access")
+            with_assets = query.get("withoutAssets", ["false" if self.version < (3, 0, 0) else "true"])[0] != "true"
+            return 200, self.album_body(album, with_assets)
+        if path == "/api/tags" and method == "GET":
+            return 200, [self.tag_body(t) for t in self.tags.values()]
+        if path.startswith("/api/assets/") and method == "GET":
+            raw = self.assets.get(path.rsplit("/", 1)[-1])
+            if raw is None or raw.get("visibility") == "locked":
+                return self.error(400, "Not found or no asset.read access")
+            tags = [self.tag_body(t) for t in self.tags.values() if raw["id"] in t.asset_ids]
+            return 200, {**raw, "tags": tags}
+        return self.error(404, f"Cannot {method} {path}", "Not Found")
+
+
+def _permission(method: str, path: str) -> str | None:
+    if path.startswith("/api/search") or path.startswith("/api/assets"):
+        return "asset.read"
+    if path.startswith("/api/albums"):
+        return "album.read"
+    if path.startswith("/api/tags"):
+        return "tag.read"
+    if path.startswith("/api/users"):
+        return "user.read"
+    return None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeImmich
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+        pass
+
+    def _handle(self, method: str) -> None:
+        fake = self.fake
+        split = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw_body = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw_body) if raw_body else None
+        except ValueError:
+            body = None
+        with fake._lock:
+            fake.requests.append((method, split.path, body))
+        fault = fake.take_fault(split.path)
+        if fault is not None and fault.kind == "drop":
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        if fault is not None and fault.kind == "slow":
+            time.sleep(fault.delay)
+            fault = None
+        if fake.latency:
+            time.sleep(fake.latency)
+        headers = {"X-Correlation-ID": uuid.uuid4().hex[:8]}
+        if fault is not None:
+            status, payload = fake.error(fault.status, fault.message, "Error")
+            if fault.retry_after is not None:
+                headers["Retry-After"] = str(fault.retry_after)
+        else:
+            try:
+                status, payload = fake.route(method, split.path, parse_qs(split.query), body,
+                                             {k.lower(): v for k, v in self.headers.items()})
+            except Exception as exc:  # noqa: BLE001 - a bug in the fake is a 500, as on a real server
+                status, payload = fake.error(500, f"fake server error: {exc!r}", "Internal Server Error")
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._handle("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._handle("POST")
