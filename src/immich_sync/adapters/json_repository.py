@@ -32,7 +32,7 @@ def _converter() -> cattrs.Converter:
     for text_enum in (Status, DateEvidence, Check):
         conv.register_unstructure_hook(text_enum, lambda e: e.value)
     conv.register_structure_hook(Confidence, lambda v, _: Confidence.from_label(v))
-    match_names = {"matched_at": override(rename="matchedAt")}
+    match_names = {"matched_at": override(rename="matchedAt"), "file_size": override(rename="fileSize")}
     conv.register_unstructure_hook(MatchResult, make_dict_unstructure_fn(MatchResult, conv, **match_names))
     conv.register_structure_hook(MatchResult, make_dict_structure_fn(MatchResult, conv, **match_names))
     conv.register_structure_hook(Evidence, make_dict_structure_fn(Evidence, conv))
@@ -67,17 +67,18 @@ def encode_cache(cache: ImmichCache, saved_at: datetime) -> dict[str, Any]:
         "runs": cache.runs,
         "albums": {aid: {"albumName": name} for aid, name in cache.albums.items()},
         "tags": {tid: {"value": value} for tid, value in cache.tags.items()},
-        "assets": {
-            node.id: {
-                "asset": node.asset_raw,
-                "match": encode_match(node.match),
-                "albums": list(node.albums),
-                "tags": list(node.tags),
-                "cachedAt": _time(node.cached_at),
-                "goneSince": _time(node.gone_since),
-            }
-            for node in cache
-        },
+        "assets": {node.id: encode_node(node) for node in cache},
+    }
+
+
+def encode_node(node: CacheNode) -> dict[str, Any]:
+    return {
+        "asset": node.asset_raw,
+        "match": encode_match(node.match),
+        "albums": list(node.albums),
+        "tags": list(node.tags),
+        "cachedAt": _time(node.cached_at),
+        "goneSince": _time(node.gone_since),
     }
 
 

@@ -76,11 +76,13 @@ class MatchResult:
     candidates: tuple[str, ...] = field(converter=tuple, default=())
     evidence: Evidence = Evidence()
     matched_at: datetime | None = None
+    file_size: int | None = None  # the found file's size when matched: a change means match again
 
     @classmethod
     def found(cls, path: str, method: str, confidence: Confidence, evidence: Evidence,
-              candidates: tuple[str, ...] = (), matched_at: datetime | None = None) -> "MatchResult":
-        return cls(Status.FOUND, path, method, confidence, candidates or (path,), evidence, matched_at)
+              candidates: tuple[str, ...] = (), matched_at: datetime | None = None,
+              file_size: int | None = None) -> "MatchResult":
+        return cls(Status.FOUND, path, method, confidence, candidates or (path,), evidence, matched_at, file_size)
 
     @classmethod
     def not_found(cls, method: str = "none", matched_at: datetime | None = None) -> "MatchResult":

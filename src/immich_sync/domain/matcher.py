@@ -19,7 +19,7 @@ from attrs import frozen
 
 from .asset import Asset
 from .library import CaptureTime, LibraryFile, LibraryIndex
-from .match import Check, Confidence, DateEvidence, Evidence, MatchResult
+from .match import Check, Confidence, DateEvidence, Evidence, MatchResult, Status
 from .names import normalise_name
 
 QUARTER_HOUR = 15 * 60
@@ -147,7 +147,7 @@ def match_asset(asset: Asset, library: LibraryIndex, facts: FileFacts,
         hit = path_tail_hit(asset, candidates, policy)
         if hit is not None:
             return MatchResult.found(hit.path, "path", Confidence.EXACT,
-                                     judge.evidence(hit, path=True), matched_at=now)
+                                     judge.evidence(hit, path=True), matched_at=now, file_size=hit.size)
 
     if not candidates:
         return _renamed_copy(asset, library, judge, now)
@@ -158,7 +158,8 @@ def match_asset(asset: Asset, library: LibraryIndex, facts: FileFacts,
         if policy.verify:
             judge.checksum(only)
         evidence = judge.evidence(only)
-        return MatchResult.found(only.path, "filename", confidence_for(evidence), evidence, matched_at=now)
+        return MatchResult.found(only.path, "filename", confidence_for(evidence), evidence, matched_at=now,
+                                 file_size=only.size)
 
     remaining = list(candidates)
     steps: list[str] = []
@@ -180,7 +181,8 @@ def match_asset(asset: Asset, library: LibraryIndex, facts: FileFacts,
     if len(remaining) == 1:
         chosen = remaining[0]
         evidence = judge.evidence(chosen)
-        return MatchResult.found(chosen.path, method, confidence_for(evidence), evidence, matched_at=now)
+        return MatchResult.found(chosen.path, method, confidence_for(evidence), evidence, matched_at=now,
+                                 file_size=chosen.size)
     return MatchResult.ambiguous(tuple(f.path for f in remaining), method, judge.evidence(remaining[0]),
                                  matched_at=now)
 
@@ -192,8 +194,18 @@ def _renamed_copy(asset: Asset, library: LibraryIndex, judge: _Judge, now: datet
     same = [f for f in library.sized(asset.file_size) if judge.checksum(f) is Check.EQUAL]
     if len(same) == 1:
         evidence = judge.evidence(same[0], name=False)
-        return MatchResult.found(same[0].path, "checksum", Confidence.EXACT, evidence, matched_at=now)
+        return MatchResult.found(same[0].path, "checksum", Confidence.EXACT, evidence, matched_at=now,
+                                 file_size=same[0].size)
     if same:
         return MatchResult.ambiguous(tuple(f.path for f in same), "checksum",
                                      judge.evidence(same[0], name=False), matched_at=now)
     return MatchResult.not_found("filename+checksum", matched_at=now)
+
+
+def needs_rematch(match: MatchResult | None, library: LibraryIndex) -> bool:
+    """Match again, even when the asset did not change, when the cached match is not found or
+    ambiguous, or its file is gone or changed size since it was matched."""
+    if match is None or match.status is not Status.FOUND or match.path is None:
+        return True
+    file = library.get(match.path)
+    return file is None or (match.file_size is not None and file.size != match.file_size)

@@ -1,0 +1,3 @@
+from .entrypoints.cache_cli import run
+
+run()

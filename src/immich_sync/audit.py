@@ -1,0 +1,25 @@
+"""The AUDIT log level (between INFO and WARNING) and its one line per asset."""
+
+from __future__ import annotations
+
+import logging
+
+from .domain.asset import Asset
+from .domain.match import MatchResult, Status
+
+AUDIT = 25
+audit_log = logging.getLogger("immich_sync.audit")
+
+
+def register_level() -> None:
+    logging.addLevelName(AUDIT, "AUDIT")
+
+
+def audit_line(asset: Asset, match: MatchResult | None, outcome: str) -> str:
+    """`asset=<id> name=<file> status=<s> path=<p>|candidates=<n> method=<m> confidence=<c> (<outcome>)`."""
+    if match is None:
+        return f"asset={asset.id} name={asset.original_file_name!r} status=unmatched ({outcome})"
+    where = (f"path={match.path!r}" if match.status is Status.FOUND
+             else f"candidates={len(match.candidates)}")
+    return (f"asset={asset.id} name={asset.original_file_name!r} status={match.status.value} {where} "
+            f"method={match.method} confidence={match.confidence.label} ({outcome})")

@@ -1,0 +1,185 @@
+"""immich-cache: cache every Immich asset's metadata and match each asset to its file in TARGET.
+
+Usage:
+  immich-cache [options] TARGET
+  immich-cache [options] --target=TARGET
+  immich-cache (-h | --help)
+  immich-cache --version
+
+Options:
+  --target=TARGET   The library folder (the same as the positional TARGET).
+  --cache=FILE      The cache file [default: ./log/cache_<TARGET folder name>.json].
+  --clear           Start from an empty cache; the old file is replaced only when the run succeeds.
+  --after=ISO       Only assets Immich modified at or after this instant.
+  --before=ISO      Only assets Immich modified at or before this instant.
+  --album=ID        Only the assets of this album (its UUID), other users' shared assets included.
+  --env=FILE        Read IMMICH_INSTANCE_URL and IMMICH_API_KEY from FILE [default: ./.env];
+                    variables already in the environment win.
+  --verify          Hash each found file: its SHA1 confirms the match (exact) or demotes it (low).
+  --partners        Also cache partners' assets shared into your timeline.
+  -v --verbose      Show each asset's AUDIT line and details on stderr; tracebacks on errors.
+  -q --quiet        Print only errors (the AUDIT log file is still written).
+  -h --help         Show this help.
+  --version         Show the version.
+
+--after and --before take a full ISO 8601 date-time: 2025-06-30T00:00:00Z, 2025-06-30T02:00:00+02:00,
+or 2025-06-30T00:00:00 (no offset = UTC). They filter on when Immich last modified the asset
+(updatedAt), both inclusive, and combine with each other and with --album.
+
+Examples:
+  immich-cache /photos
+  immich-cache --target=/photos --cache=~/immich/photos.json --verify
+  immich-cache /photos --after=2025-06-30T00:00:00Z
+  immich-cache /photos --album=0d6d4b2b-e00f-4148-9cea-c34b8c1011e1 --before=2026-01-01T00:00:00+01:00
+  immich-cache /photos --clear
+
+Exit codes: 0 done; 2 bad arguments or input; 1 anything else (server, key, lock);
+130 interrupted. A failed or interrupted run leaves the cache file as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import traceback
+from datetime import datetime, timezone
+
+from docopt import DocoptExit, docopt
+
+from .. import __version__
+from ..adapters.immich_config import ImmichConfig
+from ..adapters.immich_http import ImmichConnection
+from ..adapters.immich_search import is_uuid
+from ..adapters.json_repository import JsonCacheRepository
+from ..adapters.library_scan import LocalLibrary
+from ..audit import AUDIT, register_level
+from ..errors import BadInput, ImmichSyncError
+from ..services.extract import ExtractRequest, ExtractResult, default_cache_path, run_extract
+from .progress import for_stream
+
+PROG = "immich-cache"
+log = logging.getLogger("immich_sync")
+_FULL_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$")
+
+
+def parse_iso_datetime(option: str, text: str) -> datetime:
+    """A full ISO 8601 date-time; no offset means UTC. Anything else is refused with an example."""
+    value = text.strip()
+    if _FULL_ISO.match(value):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+        if moment is not None:
+            return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    raise BadInput(f"{option} needs a full ISO 8601 date-time such as 2025-06-30T00:00:00Z or "
+                   f"2025-06-30T02:00:00+02:00 (got {text!r})")
+
+
+def setup_logging(verbose: bool, quiet: bool, log_dir: str) -> str:
+    """AUDIT and above to a dated log file under ./log; stderr gets warnings (-v: everything)."""
+    register_level()
+    os.makedirs(log_dir, exist_ok=True)
+    path = os.path.join(log_dir, f"immich-cache_{datetime.now():%Y%m%d-%H%M%S}.log")
+    root = logging.getLogger("immich_sync")
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    file_handler = logging.FileHandler(path, encoding="utf-8")
+    file_handler.setLevel(logging.INFO)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose else logging.WARNING)
+    console.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s %(message)s"))
+    root.addHandler(file_handler)
+    root.addHandler(console)
+    return path
+
+
+def summary_text(result: ExtractResult, cache_path: str) -> str:
+    by_status = ", ".join(f"{k} {v}" for k, v in sorted(result.by_status.items())) or "none"
+    by_conf = ", ".join(f"{k} {v}" for k, v in sorted(result.by_confidence.items())) or "none"
+    by_method = ", ".join(f"{k} {v}" for k, v in sorted(result.by_method.items())) or "none"
+    lines = [
+        f"immich-cache: {result.fetched} assets from Immich v{result.server_version} in {result.duration:.1f} s"
+        + (" (resumed from a checkpoint)" if result.resumed else ""),
+        f"  cache:      {result.added} added, {result.updated} updated, {result.unchanged} unchanged; "
+        f"{result.gone} gone from the server",
+        f"  matching:   {result.matched} matched ({result.rematched} again); {by_status}",
+        f"  confidence: {by_conf}",
+        f"  methods:    {by_method}",
+        f"  library:    {result.files_scanned} files scanned; {result.albums} albums, {result.tags} tags",
+    ]
+    if result.claimed_twice:
+        lines.append(f"  warning:    {len(result.claimed_twice)} files are matched by more than one asset")
+    lines.append(f"  saved to   {cache_path}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = docopt(__doc__, argv=argv, version=f"immich-cache {__version__}")
+    except DocoptExit as exc:
+        print(str(exc).strip().splitlines()[0] if str(exc).strip() else "bad arguments", file=sys.stderr)
+        print(f"{PROG}: error: bad arguments (see {PROG} --help)", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help and --version
+        return int(exc.code or 0)
+    verbose, quiet = bool(args["--verbose"]), bool(args["--quiet"])
+    cache_path = None
+    try:
+        target = args["TARGET"] or args["--target"]
+        if not os.path.isdir(target):
+            raise BadInput(f"TARGET {target} is not a folder" if os.path.exists(target)
+                           else f"TARGET {target} does not exist")
+        target = os.path.abspath(target)
+        after = parse_iso_datetime("--after", args["--after"]) if args["--after"] else None
+        before = parse_iso_datetime("--before", args["--before"]) if args["--before"] else None
+        if after and before and after > before:
+            raise BadInput(f"--after ({args['--after']}) is later than --before ({args['--before']})")
+        album = args["--album"]
+        if album is not None and not is_uuid(album):
+            raise BadInput(f"--album {album!r} is not an album id (a UUID such as "
+                           "0d6d4b2b-e00f-4148-9cea-c34b8c1011e1)")
+        given_cache = args["--cache"]
+        if given_cache in (None, "./log/cache_<TARGET folder name>.json"):
+            cache_path = default_cache_path(target)
+        else:
+            cache_path = os.path.abspath(os.path.expanduser(given_cache))
+        env_file = None if args["--env"] in (None, "./.env") else args["--env"]
+        config = ImmichConfig.from_env(env_file)
+        log_path = setup_logging(verbose, quiet, os.path.join(os.getcwd(), "log"))
+        log.info("immich-cache %s: target %s, cache %s", __version__, target, cache_path)
+        connection = ImmichConnection(config, include_partners=bool(args["--partners"]))
+        request = ExtractRequest(target=target, clear=bool(args["--clear"]), updated_after=after,
+                                 updated_before=before, album_id=album, verify=bool(args["--verify"]))
+        try:
+            result = run_extract(request, connection, JsonCacheRepository(cache_path), LocalLibrary(),
+                                 now=lambda: datetime.now(timezone.utc),
+                                 progress=for_stream(sys.stderr, quiet))
+        finally:
+            connection.close()
+        text = summary_text(result, cache_path)
+        log.log(AUDIT, "summary: %s", result.summary())
+        if not quiet:
+            print(text)
+            print(f"  log:        {log_path}")
+        return 0
+    except ImmichSyncError as exc:
+        if verbose:
+            traceback.print_exc()
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        where = f"{cache_path} is unchanged" if cache_path else "nothing was changed"
+        print(f"\n{PROG}: interrupted; {where} (work done so far is kept in a checkpoint and the next "
+              "run continues from it)", file=sys.stderr)
+        return 130
+
+
+def run() -> None:
+    sys.exit(main())

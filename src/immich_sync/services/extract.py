@@ -1,0 +1,212 @@
+"""The `immich-cache` use case: gather (page the server, scan TARGET once), decide (the update rule
+and the matcher), apply (cache changes, checkpoints, one save at the end)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any, Protocol
+
+from attrs import define, field, frozen
+
+from ..audit import AUDIT, audit_line, audit_log
+from ..domain.cache import ImmichCache, Upsert
+from ..domain.match import Status
+from ..domain.matcher import MatchPolicy, match_asset, needs_rematch
+from ..domain.timestamps import format_instant
+from ..ports import CacheRepository, Groups, ImmichSource, LibraryReader
+
+log = logging.getLogger(__name__)
+
+
+@frozen
+class ExtractRequest:
+    target: str  # absolute path of the library folder
+    clear: bool = False
+    updated_after: datetime | None = None
+    updated_before: datetime | None = None
+    album_id: str | None = None
+    verify: bool = False
+    checkpoint_every: int = 5000  # assets between checkpoints
+    checkpoint_seconds: float = 120.0  # and at most this long between them
+
+    @property
+    def is_full(self) -> bool:
+        """Only a run over everything may say that an asset is gone from the server."""
+        return self.updated_after is None and self.updated_before is None and self.album_id is None
+
+
+class Progress(Protocol):
+    def stage(self, name: str, total: int | None) -> None: ...
+
+    def advance(self, n: int = 1) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class NoProgress:
+    def stage(self, name: str, total: int | None) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@define
+class ExtractResult:
+    fetched: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    matched: int = 0  # matched this run (new, updated, or re-matched)
+    rematched: int = 0  # of those, unchanged assets matched again (not found, ambiguous, file changed)
+    by_status: Counter = field(factory=Counter)
+    by_method: Counter = field(factory=Counter)
+    by_confidence: Counter = field(factory=Counter)
+    gone: int = 0  # cached assets the server no longer returns (full runs only)
+    albums: int = 0
+    tags: int = 0
+    files_scanned: int = 0
+    claimed_twice: dict[str, list[str]] = field(factory=dict)
+    resumed: bool = False
+    server_version: str = ""
+    duration: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "fetched": self.fetched, "added": self.added, "updated": self.updated,
+            "unchanged": self.unchanged, "matched": self.matched, "rematched": self.rematched,
+            "byStatus": dict(sorted(self.by_status.items())), "byMethod": dict(sorted(self.by_method.items())),
+            "byConfidence": dict(sorted(self.by_confidence.items())), "goneFromServer": self.gone,
+            "albums": self.albums, "tags": self.tags, "filesScanned": self.files_scanned,
+            "claimedTwice": len(self.claimed_twice), "resumed": self.resumed,
+            "durationSeconds": round(self.duration, 3),
+        }
+
+
+def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheRepository,
+                library: LibraryReader, *, now: Callable[[], datetime],
+                progress: Progress | None = None) -> ExtractResult:
+    progress = progress or NoProgress()
+    started = time.monotonic()
+    result = ExtractResult()
+    with repo.lock():
+        cache = repo.load()  # a foreign, corrupt or newer file stops the run here, untouched
+        checkpoint = repo.load_checkpoint()
+        if checkpoint is not None and checkpoint.target == request.target:
+            log.info("resuming from the checkpoint of an interrupted run")
+            cache, result.resumed = checkpoint, True
+        elif request.clear:
+            cache.clear()
+        if cache.target and cache.target != request.target:
+            log.warning("the cache was made for %s, not %s: every asset is matched again",
+                        cache.target, request.target)
+            for node in cache:
+                cache.clear_match(node.id)
+        cache.target = request.target
+
+        info = source.check()
+        result.server_version = info.version_text
+        cache.server = {"url": info.url, "version": info.version_text, "userId": info.user_id}
+
+        progress.stage("scanning", None)
+        index = library.scan(request.target)
+        result.files_scanned = len(index)
+        progress.advance(len(index))
+        log.info("scanned %s: %d candidate files", request.target, len(index))
+
+        filters = dict(updated_after=request.updated_after, updated_before=request.updated_before,
+                       album_id=request.album_id)
+        policy = MatchPolicy(verify=request.verify)
+        seen: set[str] = set()
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="membership") as pool:
+            albums_future = pool.submit(source.albums)
+            tags_future = pool.submit(source.tags)
+            progress.stage("fetching and matching", source.count_assets(**filters))
+            last_checkpoint, since_checkpoint = time.monotonic(), 0
+            for raw in source.iter_assets(**filters):
+                _process(raw, cache, index, library, policy, now(), result, seen)
+                progress.advance()
+                since_checkpoint += 1
+                if since_checkpoint >= request.checkpoint_every or (
+                        time.monotonic() - last_checkpoint > request.checkpoint_seconds and since_checkpoint):
+                    repo.save_checkpoint(cache)
+                    last_checkpoint, since_checkpoint = time.monotonic(), 0
+            albums, tags = albums_future.result(), tags_future.result()
+        _apply_groups(cache, albums, tags, result)
+
+        if request.is_full:
+            moment = now()
+            for asset_id in cache.ids():
+                if asset_id not in seen and cache.mark_gone(asset_id, moment):
+                    log.warning("asset %s is no longer on the server (kept, marked gone)", asset_id)
+            result.gone = sum(1 for node in cache if node.gone_since is not None)
+        result.claimed_twice = cache.index.claimed_paths()
+        for path, ids in result.claimed_twice.items():
+            log.warning("%s is matched by %d assets: %s", path, len(ids), ", ".join(ids))
+        result.duration = time.monotonic() - started
+        cache.add_run({"at": format_instant(now()), "full": request.is_full, "clear": request.clear,
+                       "after": _opt(request.updated_after), "before": _opt(request.updated_before),
+                       "album": request.album_id, **result.summary()})
+        repo.save(cache)
+        repo.drop_checkpoint()
+    progress.close()
+    return result
+
+
+def _process(raw: dict[str, Any], cache: ImmichCache, index, library: LibraryReader, policy: MatchPolicy,
+             moment: datetime, result: ExtractResult, seen: set[str]) -> None:
+    """One asset: the update rule, then the matcher when the rules say so, then its AUDIT line."""
+    result.fetched += 1
+    outcome = cache.upsert(raw, moment)
+    asset_id = str(raw["id"])
+    seen.add(asset_id)
+    node = cache.get(asset_id)
+    assert node is not None
+    if outcome is Upsert.ADDED:
+        result.added += 1
+    elif outcome is Upsert.UPDATED:
+        result.updated += 1
+    else:
+        result.unchanged += 1
+    note = outcome.value
+    if outcome is not Upsert.UNCHANGED or needs_rematch(node.match, index):
+        if outcome is Upsert.UNCHANGED:
+            result.rematched += 1
+            note = "unchanged, matched again"
+        cache.set_match(asset_id, match_asset(node.asset, index, library, policy, moment))
+        result.matched += 1
+    else:
+        note = "unchanged, match kept"
+    match = node.match
+    if match is not None:
+        result.by_status[match.status.value] += 1
+        result.by_method[match.method] += 1
+        if match.status is Status.FOUND:
+            result.by_confidence[match.confidence.label] += 1
+    audit_log.log(AUDIT, audit_line(node.asset, match, note))
+
+
+def _apply_groups(cache: ImmichCache, albums: Groups, tags: Groups, result: ExtractResult) -> None:
+    """Membership is refreshed on every run: album and tag edits do not move an asset's updatedAt."""
+    cache.replace_albums(albums.names, albums.members)
+    cache.replace_tags(tags.names, tags.members)
+    result.albums, result.tags = len(albums.names), len(tags.names)
+
+
+def _opt(moment: datetime | None) -> str | None:
+    return None if moment is None else format_instant(moment)
+
+
+def default_cache_path(target: str, cwd: str | None = None) -> str:
+    """`./log/cache_<TARGET folder name>.json`."""
+    name = os.path.basename(os.path.normpath(os.path.abspath(target))) or "root"
+    return os.path.join(cwd or os.getcwd(), "log", f"cache_{name}.json")
