@@ -1,0 +1,118 @@
+"""In-memory fakes of the three ports: they hold state the tests assert on, and record calls."""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from datetime import datetime
+
+from immich_sync.adapters.json_repository import decode_cache, encode_cache
+from immich_sync.domain.cache import ImmichCache
+from immich_sync.domain.library import CaptureTime, LibraryFile, LibraryIndex
+from immich_sync.errors import CacheLocked
+from immich_sync.ports import Groups, ServerInfo
+
+NOW = datetime(2026, 11, 24, 12, 0)
+
+
+class InMemoryCacheRepository:
+    """Stores the encoded document (not the object), so what a test loads went through the codec."""
+
+    def __init__(self, doc: dict | None = None) -> None:
+        self.doc = doc
+        self.checkpoint: dict | None = None
+        self.saves = 0
+        self.checkpoints = 0
+        self.locked = False
+
+    @contextmanager
+    def lock(self):
+        if self.locked:
+            raise CacheLocked("in use")
+        self.locked = True
+        try:
+            yield
+        finally:
+            self.locked = False
+
+    def load(self) -> ImmichCache:
+        return ImmichCache() if self.doc is None else decode_cache(copy.deepcopy(self.doc), "memory")
+
+    def save(self, cache: ImmichCache) -> None:
+        self.doc = copy.deepcopy(encode_cache(cache, NOW))
+        self.saves += 1
+
+    def load_checkpoint(self) -> ImmichCache | None:
+        return None if self.checkpoint is None else decode_cache(copy.deepcopy(self.checkpoint), "checkpoint")
+
+    def save_checkpoint(self, cache: ImmichCache) -> None:
+        self.checkpoint = copy.deepcopy(encode_cache(cache, NOW))
+        self.checkpoints += 1
+
+    def drop_checkpoint(self) -> None:
+        self.checkpoint = None
+
+
+class FakeSource:
+    """The ImmichSource port: a list of raw assets, filtered the way the real client filters."""
+
+    def __init__(self, assets=(), *, albums=None, tags=None, version=(3, 1, 0)) -> None:
+        self.assets = {a["id"]: a for a in assets}
+        self.album_groups = albums or Groups({}, {})
+        self.tag_groups = tags or Groups({}, {})
+        self.version = version
+        self.calls: list[tuple] = []
+        self.fail_after: int | None = None
+
+    def check(self) -> ServerInfo:
+        return ServerInfo("http://fake", self.version, "me")
+
+    def iter_assets(self, updated_after=None, updated_before=None, album_id=None):
+        self.calls.append(("iter_assets", updated_after, updated_before, album_id))
+        for n, raw in enumerate(self.assets.values()):
+            if self.fail_after is not None and n >= self.fail_after:
+                raise KeyboardInterrupt
+            if album_id is not None and album_id not in self.album_groups.members:
+                continue
+            if album_id is not None and raw["id"] not in self.album_groups.members[album_id]:
+                continue
+            yield raw
+
+    def count_assets(self, **_):
+        return len(self.assets)
+
+    def albums(self) -> Groups:
+        return self.album_groups
+
+    def tags(self) -> Groups:
+        return self.tag_groups
+
+
+class FakeLibrary:
+    """The LibraryReader port over a dict of files: path -> (size, capture time, sha1)."""
+
+    def __init__(self, root: str = "/lib", files: dict | None = None) -> None:
+        self.root = root
+        self.files = files or {}
+        self.date_reads: list[str] = []
+        self.hash_reads: list[str] = []
+
+    def add(self, relative: str, size: int, taken: datetime | None = None, sha1: str | None = None) -> str:
+        path = f"{self.root}/{relative}"
+        self.files[path] = (relative, size, taken, sha1)
+        return path
+
+    def scan(self, root: str) -> LibraryIndex:
+        return LibraryIndex.from_files(root, [LibraryFile(p, rel, size) for p, (rel, size, _, _) in self.files.items()])
+
+    def index(self) -> LibraryIndex:
+        return self.scan(self.root)
+
+    def capture_time(self, path: str):
+        self.date_reads.append(path)
+        taken = self.files[path][2]
+        return None if taken is None else CaptureTime(taken)
+
+    def sha1(self, path: str):
+        self.hash_reads.append(path)
+        return self.files[path][3]

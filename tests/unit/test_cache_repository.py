@@ -1,0 +1,212 @@
+"""The cache repository: one contract for the in-memory fake and the JSON file; the file's refusals."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import real_assets
+from fakes import InMemoryCacheRepository
+from immich_sync import load_cache, open_cache, save_cache
+from immich_sync.adapters.json_repository import JsonCacheRepository
+from immich_sync.domain.cache import ImmichCache
+from immich_sync.domain.match import Check, Confidence, DateEvidence, Evidence, MatchResult
+from immich_sync.errors import CacheFileError, CacheLocked
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "cache.schema.json").read_text())
+
+
+def sample_cache() -> ImmichCache:
+    cache = ImmichCache()
+    for _, body in real_assets()[:40]:
+        cache.upsert(body, T0)
+    ids = cache.ids()
+    cache.set_match(ids[0], MatchResult.found("/lib/a.jpg", "filename+exif_date", Confidence.HIGH,
+                                              Evidence(name=True, date=DateEvidence.EQUAL, size=Check.EQUAL),
+                                              matched_at=T0, file_size=123))
+    cache.set_match(ids[1], MatchResult.ambiguous(("/lib/1/b.jpg", "/lib/2/b.jpg"), "filename", Evidence()))
+    cache.set_match(ids[2], MatchResult.not_found(matched_at=T0))
+    cache.replace_albums({"al": "Italy Trip"}, {"al": ids[:3]})
+    cache.replace_tags({"t": "Travel/Paris"}, {"t": ids[1:2]})
+    cache.mark_gone(ids[3], T0)
+    cache.target, cache.server = "/lib", {"url": "http://x", "version": "3.1.0", "userId": "u"}
+    cache.add_run({"at": "2026-11-24T12:00:00.000Z", "fetched": 40})
+    return cache
+
+
+def same(a: ImmichCache, b: ImmichCache) -> None:
+    assert a.ids() == b.ids()
+    for node in a:
+        other = b.get(node.id)
+        assert other.asset_raw == node.asset_raw
+        assert other.match == node.match
+        assert (other.albums, other.tags, other.gone_since, other.cached_at) == \
+               (node.albums, node.tags, node.gone_since, node.cached_at)
+    assert (a.albums, a.tags, a.target, a.server, a.runs) == (b.albums, b.tags, b.target, b.server, b.runs)
+
+
+@pytest.fixture(params=["memory", "json"])
+def repo(request, tmp_path):
+    return InMemoryCacheRepository() if request.param == "memory" else JsonCacheRepository(tmp_path / "c.json")
+
+
+class TestRepositoryContract:
+    def test_empty_when_nothing_saved(self, repo):
+        assert len(repo.load()) == 0
+
+    def test_save_then_load_round_trips(self, repo):
+        cache = sample_cache()
+        repo.save(cache)
+        same(cache, repo.load())
+
+    def test_checkpoint_is_separate_and_dropped(self, repo):
+        repo.save(ImmichCache())
+        repo.save_checkpoint(sample_cache())
+        assert len(repo.load()) == 0
+        assert len(repo.load_checkpoint()) == len(sample_cache()) > 0
+        repo.drop_checkpoint()
+        assert repo.load_checkpoint() is None
+
+    def test_lock_refuses_a_second_holder(self, repo):
+        with repo.lock():
+            with pytest.raises(CacheLocked):
+                with repo.lock():
+                    pass
+        with repo.lock():  # released
+            pass
+
+
+def test_real_assets_round_trip_unchanged(tmp_path):
+    cache = ImmichCache()
+    bodies = {}
+    for _, body in real_assets():
+        cache.upsert(body, T0)
+        bodies.setdefault(body["id"], body)
+    save_cache(cache, tmp_path / "c.json")
+    doc = json.loads((tmp_path / "c.json").read_text())
+    for asset_id, node in doc["assets"].items():
+        assert node["asset"] == cache.get(asset_id).asset_raw  # no key renamed, dropped or added
+
+
+def test_saved_file_validates_against_the_documented_schema(tmp_path):
+    save_cache(sample_cache(), tmp_path / "c.json")
+    doc = json.loads((tmp_path / "c.json").read_text())
+    jsonschema.validate(doc, SCHEMA)
+    assert doc["version"] == 1
+    found = [n["match"] for n in doc["assets"].values() if n["match"] and n["match"]["status"] == "found"]
+    assert found and all(m["path"].startswith("/") for m in found)
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(st.lists(st.fixed_dictionaries({
+    "id": st.uuids().map(str),
+    "originalFileName": st.text(min_size=1),
+    "updatedAt": st.datetimes(timezones=st.just(timezone.utc)).map(lambda d: d.isoformat()),
+    "extra": st.recursive(st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.text(),
+                          lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+                          max_leaves=8),
+}), max_size=8), st.sampled_from(["found", "ambiguous", "none"]))
+def test_save_load_round_trips_exactly(tmp_path, bodies, kind):
+    cache = ImmichCache()
+    for body in bodies:
+        cache.upsert(body, T0)
+        if kind == "found":
+            cache.set_match(body["id"], MatchResult.found(f"/lib/{body['id']}.jpg", "filename", Confidence.LOW,
+                                                          Evidence(name=True), matched_at=T0))
+        elif kind == "ambiguous":
+            cache.set_match(body["id"], MatchResult.ambiguous(("/a", "/b"), "filename+size", Evidence()))
+    path = tmp_path / "rt.json"
+    save_cache(cache, path)
+    same(cache, load_cache(path))
+
+
+@pytest.mark.parametrize("content,message", [
+    pytest.param(b"{not json", "not a valid JSON cache file", id="corrupt"),
+    pytest.param(b'{"version": 1, "assets": {"a": {"asset": {"id": "a"}, "match": {"status": "found"}}}',
+                 "not a valid JSON", id="truncated"),
+    pytest.param(b'[1, 2, 3]', "not an immich-sync cache file", id="foreign-list"),
+    pytest.param(b'{"name": "package.json"}', "not an immich-sync cache file", id="foreign-object"),
+    pytest.param(b'{"version": 2, "assets": {}}', "written by a newer immich-sync", id="newer-version"),
+    pytest.param(b'{"version": 1, "assets": {"a": {"match": null}}}', "damaged cache file", id="node-without-asset"),
+    pytest.param(b'{"version": 1, "assets": {"a": {"asset": {"id": "a"}, "match": {"status": "maybe"}}}}',
+                 "damaged cache file", id="bad-status"),
+])
+def test_refuses_a_file_it_cannot_read_and_leaves_it_untouched(tmp_path, content, message):
+    path = tmp_path / "cache.json"
+    path.write_bytes(content)
+    with pytest.raises(CacheFileError) as raised:
+        with open_cache(path):
+            pass
+    text = str(raised.value)
+    assert message in text and str(path) in text and "\n" not in text
+    assert path.read_bytes() == content
+
+
+def test_creates_the_parent_folder(tmp_path):
+    path = tmp_path / "log" / "deeper" / "cache.json"
+    save_cache(sample_cache(), path)
+    assert len(load_cache(path)) == len(sample_cache())
+
+
+def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "cache.json"
+    save_cache(sample_cache(), path)
+    before = path.read_bytes()
+
+    def broken_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError):
+        save_cache(ImmichCache(), path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache.json"]
+
+
+def _hold_lock(path, ready, release):
+    with JsonCacheRepository(path).lock():
+        ready.set()
+        release.wait(10)
+
+
+def test_lock_held_by_another_process_is_refused_at_once(tmp_path):
+    path = tmp_path / "cache.json"
+    save_cache(sample_cache(), path)
+    before = path.read_bytes()
+    ctx = multiprocessing.get_context("fork")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(path, ready, release))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        with pytest.raises(CacheLocked) as raised:
+            with open_cache(path):
+                pass
+        assert "in use by another immich-cache run" in str(raised.value)
+    finally:
+        release.set()
+        holder.join(10)
+    assert path.read_bytes() == before
+
+
+def test_lock_of_a_killed_process_does_not_block(tmp_path):
+    path = tmp_path / "cache.json"
+    ctx = multiprocessing.get_context("fork")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(path, ready, release))
+    holder.start()
+    assert ready.wait(10)
+    holder.kill()
+    holder.join(10)
+    with open_cache(path) as cache:  # no error: the OS dropped the dead process's lock
+        cache.upsert({"id": "a", "updatedAt": "2026-01-01T00:00:00Z"}, T0)
+    assert load_cache(path).ids() == ["a"]
