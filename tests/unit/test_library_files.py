@@ -1,0 +1,171 @@
+"""The TARGET scan and the EXIF reader on real files the tests create (and real camera samples)."""
+
+from __future__ import annotations
+
+import os
+import struct
+from datetime import datetime
+
+import pytest
+
+from conftest import SAMPLES
+from immich_sync.adapters.exif_reader import read_capture_time
+from immich_sync.adapters.library_scan import LocalLibrary, scan_files, sha1_base64
+from immich_sync.testing.factory import jpeg_bytes, sha1_b64
+
+TAKEN = datetime(2024, 7, 14, 10, 30, 15)
+
+
+def write(path, data: bytes) -> str:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(data)
+    return str(path)
+
+
+def mp4(seconds_since_1904: int, moov_last: bool = True) -> bytes:
+    ftyp = struct.pack(">I4s", 20, b"ftyp") + b"isom" + b"\x00\x00\x02\x00" + b"isom"
+    mvhd_body = b"\x00\x00\x00\x00" + struct.pack(">II", seconds_since_1904, seconds_since_1904) + b"\x00" * 88
+    mvhd = struct.pack(">I4s", 8 + len(mvhd_body), b"mvhd") + mvhd_body
+    moov = struct.pack(">I4s", 8 + len(mvhd), b"moov") + mvhd
+    mdat = struct.pack(">I4s", 8 + 4096, b"mdat") + b"\x00" * 4096
+    return ftyp + (mdat + moov if moov_last else moov + mdat)
+
+
+@pytest.mark.parametrize("data,expected", [
+    pytest.param(jpeg_bytes(TAKEN), (TAKEN, None), id="jpeg-datetimeoriginal"),
+    pytest.param(jpeg_bytes(TAKEN, offset="+02:00"), (TAKEN, 120), id="jpeg-with-offsettimeoriginal"),
+    pytest.param(jpeg_bytes(TAKEN, subsec="25"), (TAKEN.replace(microsecond=250000), None), id="jpeg-subsec"),
+    pytest.param(jpeg_bytes(None), None, id="jpeg-without-exif"),
+    pytest.param(jpeg_bytes(TAKEN)[:40], None, id="truncated-jpeg"),
+    pytest.param(b"\xff\xd8\xff\xe1\x00\x10Exif\x00\x00II*\x00\xff\xff\xff\xff", None, id="corrupt-exif"),
+    pytest.param(b"", None, id="empty-file"),
+    pytest.param(b"not an image at all", None, id="text-file"),
+    pytest.param(mp4(3_800_000_000), (datetime(1904, 1, 1) + (datetime(2024, 6, 1) - datetime(2024, 6, 1)) +
+                                      __import__("datetime").timedelta(seconds=3_800_000_000), 0),
+                 id="mp4-moov-at-end-utc"),
+    pytest.param(mp4(0), None, id="mp4-without-date"),
+])
+def test_capture_time_of_generated_files(tmp_path, data, expected):
+    path = write(tmp_path / "f.bin", data)
+    got = read_capture_time(path)
+    assert (None if got is None else (got.local, got.offset_minutes)) == expected
+
+
+@pytest.mark.parametrize("name,expected", [
+    pytest.param("Canon_40D.jpg", datetime(2008, 5, 30, 15, 56, 1), id="jpeg-canon"),
+    pytest.param("IMG_5195.HEIC", datetime(2021, 4, 11, 15, 47, 53, 54000), id="heic-iphone"),
+    pytest.param("CanonRaw.cr2", datetime(2005, 8, 3, 18, 59, 18), id="cr2"),
+    pytest.param("CanonRaw.cr3", datetime(2018, 2, 21, 12, 8, 56, 210000), id="cr3"),
+    pytest.param("DNG.dng", datetime(2005, 8, 3, 18, 59, 18), id="dng"),
+    pytest.param("Nikon.nef", datetime(2004, 6, 9, 16, 2, 35), id="nef"),
+    pytest.param("Panasonic.rw2", datetime(2008, 8, 6, 15, 21, 56), id="rw2"),
+    pytest.param("FujiFilm.raf", datetime(2007, 5, 22, 13, 58, 30), id="raf"),
+    pytest.param("PNG.png", None, id="png-without-date"),
+    pytest.param("RIFF.webp", None, id="webp-without-date"),
+])
+def test_capture_time_of_real_camera_files(name, expected):
+    got = read_capture_time(str(SAMPLES / name))
+    assert (None if got is None else got.local.replace(microsecond=got.local.microsecond)) == expected
+
+
+def test_heic_offset_is_read():
+    assert read_capture_time(str(SAMPLES / "IMG_5195.HEIC")).offset_minutes == -300
+
+
+def test_reads_only_the_head_of_a_big_file(tmp_path, monkeypatch):
+    path = write(tmp_path / "big.jpg", jpeg_bytes(TAKEN) + b"\x00" * (8 << 20))
+    reads = []
+    real_open = open
+
+    class Counting:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.f.close()
+
+        def read(self, n=-1):
+            data = self.f.read(n)
+            reads.append(len(data))
+            return data
+
+        def seek(self, *a):
+            return self.f.seek(*a)
+
+    monkeypatch.setattr("builtins.open", lambda p, mode="r", *a, **k: Counting(real_open(p, mode, *a, **k)))
+    assert read_capture_time(path).local == TAKEN
+    assert sum(reads) <= 512 * 1024
+
+
+def test_scan_skips_litter_sidecars_and_folders_named_like_photos(tmp_path):
+    root = tmp_path / "lib"
+    write(root / "2024" / "IMG_0001.JPG", b"x" * 10)
+    write(root / "2024" / "IMG_0001.JPG.xmp", b"x")
+    write(root / "2024" / "IMG_0001.AAE", b"x")
+    write(root / "2024" / "IMG_0001.json", b"{}")
+    write(root / "2024" / "._IMG_0001.JPG", b"apple double")
+    write(root / "2024" / ".DS_Store", b"x")
+    write(root / "2024" / "Thumbs.db", b"x")
+    write(root / "@eaDir" / "IMG_0001.JPG" / "SYNOFILE_THUMB_XL.jpg", b"x")
+    write(root / "2024" / "@eaDir" / "IMG_0001.JPG" / "SYNOFILE_THUMB_XL.jpg", b"x")
+    write(root / "#recycle" / "IMG_0001.JPG", b"x")
+    write(root / ".Trash-1000" / "files" / "IMG_0001.JPG", b"x")
+    os.mkfifo(root / "2024" / "pipe.jpg")
+    files = list(scan_files(str(root)))
+    assert [(f.relative, f.size) for f in files] == [("2024/IMG_0001.JPG", 10)]
+    assert files[0].path == str(root / "2024" / "IMG_0001.JPG")
+
+
+def test_scan_survives_a_symlink_loop_and_follows_a_linked_folder_once(tmp_path):
+    root = tmp_path / "lib"
+    write(root / "a" / "x.jpg", b"1")
+    os.symlink(root, root / "a" / "loop")
+    os.symlink(root / "a", root / "alias")
+    names = sorted(f.relative for f in scan_files(str(root)))
+    assert len(names) == 1 and names[0].endswith("x.jpg")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder")  # CI runs as root: see next test
+def test_unreadable_folder_is_skipped(tmp_path):
+    root = tmp_path / "lib"
+    write(root / "ok" / "a.jpg", b"1")
+    write(root / "locked" / "b.jpg", b"1")
+    os.chmod(root / "locked", 0)
+    try:
+        assert [f.relative for f in scan_files(str(root))] == ["ok/a.jpg"]
+    finally:
+        os.chmod(root / "locked", 0o755)
+
+
+def test_unreadable_entries_are_logged_not_fatal(tmp_path, monkeypatch, caplog):
+    root = tmp_path / "lib"
+    write(root / "ok" / "a.jpg", b"1")
+    write(root / "bad" / "b.jpg", b"1")
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("bad"):
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert [f.relative for f in scan_files(str(root))] == ["ok/a.jpg"]
+    assert "skipped unreadable folder" in caplog.text
+
+
+def test_nfd_names_are_found_by_their_nfc_form(tmp_path):
+    root = tmp_path / "lib"
+    write(root / "Cre\u0301mieux.jpg", b"1")
+    index = LocalLibrary().scan(str(root))
+    assert [f.name for f in index.named("Crémieux.JPG")] == ["Cre\u0301mieux.jpg"]
+
+
+def test_sha1_matches_immich_checksum_form(tmp_path):
+    data = jpeg_bytes(TAKEN)
+    path = write(tmp_path / "a.jpg", data)
+    assert sha1_base64(path) == sha1_b64(data) and len(sha1_base64(path)) == 28
+    assert sha1_base64(str(tmp_path / "missing.jpg")) is None
