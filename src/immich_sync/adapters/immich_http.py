@@ -187,6 +187,7 @@ class ImmichConnection:
         return self.info
 
     def check_album(self, album_id: str) -> dict[str, Any]:
+        """The album, or AlbumNotFound; a non-UUID id is refused before any request."""
         if not plan.is_uuid(album_id):
             raise BadInput(f"album id {album_id!r} is not a UUID (Immich album ids look like "
                            "0d6d4b2b-e00f-4148-9cea-c34b8c1011e1)")
@@ -201,9 +202,9 @@ class ImmichConnection:
     def iter_assets(self, updated_after: datetime | None = None, updated_before: datetime | None = None,
                     album_id: str | None = None) -> Iterator[dict[str, Any]]:
         """Every asset the user owns (or, with `album_id`, every asset in that album), each once."""
-        info = self.check()
         if album_id is not None:
-            self.check_album(album_id)
+            self.check_album(album_id)  # a bad id is refused before any request
+        info = self.check()
         seen: set[str] = set()
         for raw in self._raw_assets(info, updated_after, updated_before, album_id):
             asset_id = raw.get("id")
