@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,8 @@ class FakeTag:
 
 
 def _instant(value: str) -> datetime:
-    return datetime.fromisoformat(value)
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 class FakeImmich:
@@ -337,9 +338,8 @@ class FakeImmich:
             "albumName": album.name, "description": "", "albumThumbnailAssetId": None,
             "createdAt": "2026-11-01T00:00:00.000Z", "updatedAt": "2026-11-01T00:00:00.000Z",
             "id": album.id, "albumUsers": [], "shared": False, "hasSharedLink": False,
-            "startDate": None, "endDate": None, "assetCount": len(album.asset_ids),
-            "isActivityEnabled": True, "order": "desc", "lastModifiedAssetTimestamp": None,
-        }
+            "assetCount": len(album.asset_ids), "isActivityEnabled": True, "order": "desc",
+        }  # startDate, endDate and lastModifiedAssetTimestamp are absent for an album never filled
         if self.version < (3, 0, 0):
             body.setdefault("ownerId", album.owner_id)
             body["assets"] = [self.assets[i] for i in album.asset_ids if i in self.assets] if with_assets else []

@@ -1,0 +1,138 @@
+"""The extraction service with in-memory fakes of all three ports."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from fakes import FakeLibrary, FakeSource, InMemoryCacheRepository
+from immich_sync.domain.match import Status
+from immich_sync.ports import Groups
+from immich_sync.services.extract import ExtractRequest, default_cache_path, run_extract
+from immich_sync.testing.factory import make_asset
+
+TAKEN = datetime(2024, 7, 14, 10, 0)
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+
+
+def asset(name, updated_day=1, size=100, checksum="c"):
+    return make_asset(owner_id="me", name=name, taken=TAKEN, size=size, checksum=checksum,
+                      updated_at=datetime(2026, 1, updated_day, tzinfo=timezone.utc))
+
+
+@pytest.fixture
+def world():
+    lib = FakeLibrary()
+    lib.add("2024/a.jpg", 100, TAKEN)
+    lib.add("2024/b.jpg", 100, TAKEN)
+    lib.add("x/dup.jpg", 100, TAKEN, "s1")
+    lib.add("y/dup.jpg", 100, TAKEN, "s2")
+    assets = [asset("a.jpg"), asset("b.jpg"), asset("dup.jpg", checksum="nope"), asset("gone.jpg")]
+    source = FakeSource(assets, albums=Groups({"al": "Trip"}, {"al": frozenset({assets[0]["id"]})}),
+                        tags=Groups({"t": "Family"}, {"t": frozenset({assets[1]["id"]})}))
+    return lib, source, InMemoryCacheRepository(), assets
+
+
+def run(lib, source, repo, **request):
+    return run_extract(ExtractRequest(target="/lib", **request), source, repo, lib, now=lambda: NOW)
+
+
+def test_first_run_counts_matches_and_saves(world):
+    lib, source, repo, assets = world
+    result = run(lib, source, repo)
+    assert (result.fetched, result.added, result.updated, result.unchanged) == (4, 4, 0, 0)
+    assert result.by_status == {"found": 2, "ambiguous": 1, "not_found": 1}
+    assert (result.albums, result.tags, result.files_scanned) == (1, 1, 4)
+    cache = repo.load()
+    assert repo.saves == 1 and repo.checkpoint is None
+    assert cache.get(assets[0]["id"]).albums == ("al",) and cache.get(assets[1]["id"]).tags == ("t",)
+    assert cache.get(assets[2]["id"]).match.candidates == ("/lib/x/dup.jpg", "/lib/y/dup.jpg")
+    assert cache.runs[-1]["fetched"] == 4 and cache.target == "/lib"
+
+
+def test_second_run_updates_only_newer_assets_and_rematches_unresolved(world):
+    lib, source, repo, assets = world
+    run(lib, source, repo)
+    lib.date_reads.clear()
+    newer = {**assets[0], "updatedAt": "2026-02-01T00:00:00.000Z", "isFavorite": True}
+    older = {**assets[1], "updatedAt": "2025-01-01T00:00:00.000Z", "isFavorite": True}
+    source.assets[newer["id"]] = newer
+    source.assets[older["id"]] = older
+    result = run(lib, source, repo)
+    assert (result.added, result.updated, result.unchanged) == (0, 1, 3)
+    assert result.rematched == 2  # the ambiguous and the not-found ones; b keeps its match
+    cache = repo.load()
+    assert cache.get(newer["id"]).asset_raw["isFavorite"] is True
+    assert cache.get(older["id"]).asset_raw["isFavorite"] is False
+
+
+def test_a_changed_file_is_matched_again(world):
+    lib, source, repo, assets = world
+    run(lib, source, repo)
+    lib.files["/lib/2024/b.jpg"] = ("2024/b.jpg", 999, TAKEN, None)
+    assert run(lib, source, repo).rematched == 3
+
+
+def test_full_run_marks_gone_assets_and_filtered_run_does_not(world):
+    lib, source, repo, assets = world
+    run(lib, source, repo)
+    del source.assets[assets[3]["id"]]
+    assert run(lib, source, repo, updated_after=NOW).gone == 0
+    result = run(lib, source, repo)
+    assert result.gone == 1
+    cache = repo.load()
+    assert cache.get(assets[3]["id"]).gone_since is not None and len(cache) == 4
+
+
+def test_filters_are_passed_through(world):
+    lib, source, repo, _ = world
+    after, before = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 2, 1, tzinfo=timezone.utc)
+    run(lib, source, repo, updated_after=after, updated_before=before, album_id="al")
+    assert source.calls == [("iter_assets", after, before, "al")]
+
+
+def test_clear_starts_from_empty(world):
+    lib, source, repo, assets = world
+    run(lib, source, repo)
+    del source.assets[assets[3]["id"]]
+    result = run(lib, source, repo, clear=True)
+    assert result.added == 3 and len(repo.load()) == 3
+
+
+def test_interrupted_run_leaves_the_cache_and_resumes_from_the_checkpoint(world):
+    lib, source, repo, assets = world
+    run(lib, source, repo)
+    saved = repo.doc
+    for a in assets:
+        source.assets[a["id"]] = {**a, "updatedAt": "2026-03-01T00:00:00.000Z"}
+    source.fail_after = 3
+    with pytest.raises(KeyboardInterrupt):
+        run_extract(ExtractRequest(target="/lib", checkpoint_every=2), source, repo, lib, now=lambda: NOW)
+    assert repo.doc == saved and repo.checkpoint is not None
+    source.fail_after = None
+    result = run(lib, source, repo)
+    assert result.resumed and result.updated == 2 and result.unchanged == 2
+    assert repo.checkpoint is None
+
+
+def test_every_asset_gets_one_audit_line(world, caplog):
+    lib, source, repo, _ = world
+    caplog.set_level(25, logger="immich_sync.audit")
+    run(lib, source, repo)
+    lines = [r.getMessage() for r in caplog.records if r.name == "immich_sync.audit"]
+    assert len(lines) == 4
+    assert any("status=ambiguous candidates=2" in line for line in lines)
+    assert any("status=found path='/lib/2024/a.jpg' method=filename confidence=high" in line for line in lines)
+
+
+def test_a_file_claimed_by_two_assets_is_reported(world):
+    lib, source, repo, assets = world
+    twin = {**asset("a.jpg"), "id": "twin"}
+    source.assets["twin"] = twin
+    result = run(lib, source, repo)
+    assert result.claimed_twice == {"/lib/2024/a.jpg": sorted([assets[0]["id"], "twin"])}
+
+
+def test_default_cache_path():
+    assert default_cache_path("/photos/Family Pictures/", cwd="/work") == "/work/log/cache_Family Pictures.json"
