@@ -22,7 +22,7 @@ Options:
   -h --help         Show this help.
   --version         Show the version.
 
---after and --before take a full ISO 8601 date-time: 2025-06-30T00:00:00Z, 2025-06-30T02:00:00+02:00,
+Dates: --after and --before take a full ISO 8601 date-time: 2025-06-30T00:00:00Z, 2025-06-30T02:00:00+02:00,
 or 2025-06-30T00:00:00 (no offset = UTC). They filter on when Immich last modified the asset
 (updatedAt), both inclusive, and combine with each other and with --album.
 

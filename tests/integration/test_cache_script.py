@@ -1,0 +1,189 @@
+"""The real `immich-cache` command in a subprocess, against the fake server over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from immich_sync.testing.factory import make_asset, sha1_b64, write_library
+
+TAKEN = datetime(2024, 7, 14, 10, 0)
+ALBUM_UNKNOWN = "00000000-0000-4000-8000-000000000000"
+
+
+@pytest.fixture
+def setup(fake_server, tmp_path):
+    fake = fake_server((3, 1, 0))
+    specs = [(f"{2020 + i % 3}/IMG_{i:04d}.JPG", datetime(2020 + i % 3, 1, 1 + i % 27, 10, 0, 0), i) for i in range(12)]
+    specs.append(("2021/IMG_0000.JPG", datetime(2021, 5, 5, 5, 5, 5), 1))  # a same-named file
+    written = write_library(str(tmp_path / "Photos"), specs)
+    ids = []
+    for (path, data), (rel, taken, _) in zip(written, specs[:12]):
+        ids.append(fake.add_asset(make_asset(owner_id=fake.user_id, name=os.path.basename(rel), taken=taken,
+                                             size=len(data), checksum=sha1_b64(data),
+                                             updated_at=datetime(2026, 1, 1 + len(ids), tzinfo=timezone.utc)))["id"])
+    fake.add_album("Trip", ids[:2])
+    env = {**os.environ, "IMMICH_INSTANCE_URL": fake.url, "IMMICH_API_KEY": fake.api_key}
+    env.pop("IMMICH_URL", None)
+    return fake, tmp_path, env, ids
+
+
+def cli(tmp_path, env, *args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "immich_sync", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def cache_of(tmp_path) -> dict:
+    return json.loads((tmp_path / "log" / "cache_Photos.json").read_text())
+
+
+def test_first_run_second_run_and_clear(setup):
+    fake, tmp, env, ids = setup
+    first = cli(tmp, env, "Photos")
+    assert first.returncode == 0, first.stderr
+    assert "12 assets" in first.stdout and "12 added" in first.stdout
+    doc = cache_of(tmp)  # the default cache path
+    assert len(doc["assets"]) == 12
+    assert {n["match"]["status"] for n in doc["assets"].values()} == {"found"}
+    assert doc["assets"][ids[0]]["albums"] == list(fake.albums)
+    fake.touch(ids[3], "2026-06-01T00:00:00.000Z")
+    second = cli(tmp, env, "--target=Photos")
+    assert second.returncode == 0 and "0 added, 1 updated, 11 unchanged" in second.stdout
+    del fake.assets[ids[5]]
+    third = cli(tmp, env, "Photos", "--clear")
+    assert third.returncode == 0 and "11 added" in third.stdout and len(cache_of(tmp)["assets"]) == 11
+
+
+def test_filters_and_their_combination(setup):
+    fake, tmp, env, ids = setup
+    run = cli(tmp, env, "Photos", "--after=2026-01-05T00:00:00Z", "--before=2026-01-08T00:00:00+00:00")
+    assert run.returncode == 0, run.stderr
+    assert sorted(cache_of(tmp)["assets"]) == sorted(ids[4:8])
+    run = cli(tmp, env, "Photos", "--clear", f"--album={list(fake.albums)[0]}", "--after=2026-01-02T00:00:00")
+    assert run.returncode == 0 and sorted(cache_of(tmp)["assets"]) == [ids[1]]
+
+
+def test_audit_log_has_one_line_per_asset_and_no_key(setup):
+    fake, tmp, env, ids = setup
+    run = cli(tmp, env, "Photos", "-v")
+    logs = list((tmp / "log").glob("immich-cache_*.log"))
+    assert run.returncode == 0 and len(logs) == 1
+    text = logs[0].read_text()
+    audit = [line for line in text.splitlines() if " AUDIT asset=" in line]
+    assert len(audit) == 12 and {line.split("asset=")[1].split()[0] for line in audit} == set(ids)
+    assert " AUDIT summary:" in text
+    for blob in (text, run.stdout, run.stderr, (tmp / "log" / "cache_Photos.json").read_text()):
+        assert fake.api_key not in blob
+
+
+@pytest.mark.parametrize("args,message", [
+    pytest.param(["Photos", "--after=2025-06-30"], "--after needs a full ISO 8601 date-time", id="date-only"),
+    pytest.param(["Photos", "--before=yesterday"], "--before needs a full ISO 8601", id="not-a-date"),
+    pytest.param(["Photos", "--after=2026-02-01T00:00:00Z", "--before=2026-01-01T00:00:00Z"], "is later than",
+                 id="after-later-than-before"),
+    pytest.param(["Nowhere"], "does not exist", id="missing-target"),
+    pytest.param(["Photos/2020/IMG_0000.JPG"], "is not a folder", id="target-is-a-file"),
+    pytest.param(["Photos", "--album=holidays"], "is not an album id", id="bad-album-id"),
+    pytest.param(["Photos", f"--album={ALBUM_UNKNOWN}"], f"album {ALBUM_UNKNOWN} not found", id="unknown-album"),
+    pytest.param(["Photos", "--cache=foreign.json"], "not an immich-sync cache file", id="foreign-cache"),
+    pytest.param(["Photos", "--bogus"], "bad arguments", id="unknown-option"),
+])
+def test_bad_input_exits_2_with_one_line_and_keeps_the_cache(setup, args, message):
+    fake, tmp, env, ids = setup
+    (tmp / "foreign.json").write_text('{"name": "not ours"}')
+    assert cli(tmp, env, "Photos").returncode == 0
+    before = (tmp / "log" / "cache_Photos.json").read_bytes()
+    run = cli(tmp, env, *args)
+    assert run.returncode == 2, run.stderr
+    assert message in run.stderr and "Traceback" not in run.stderr
+    assert (tmp / "log" / "cache_Photos.json").read_bytes() == before
+    assert (tmp / "foreign.json").read_text() == '{"name": "not ours"}'
+
+
+@pytest.mark.parametrize("change,message", [
+    pytest.param({"IMMICH_API_KEY": "wrong-key-0123456789"}, "the API key was rejected", id="key-rejected"),
+    pytest.param({"IMMICH_INSTANCE_URL": "http://127.0.0.1:9"}, "cannot reach http://127.0.0.1:9", id="server-down"),
+])
+def test_server_problems_exit_1(setup, change, message):
+    fake, tmp, env, ids = setup
+    run = cli(tmp, {**env, **change}, "Photos")
+    assert run.returncode == 1 and message in run.stderr and "Traceback" not in run.stderr
+    assert "wrong-key-0123456789" not in run.stderr + run.stdout
+    assert not (tmp / "log" / "cache_Photos.json").exists()
+
+
+def test_missing_configuration_exits_2(setup):
+    fake, tmp, env, ids = setup
+    env = {k: v for k, v in env.items() if not k.startswith("IMMICH_")}
+    run = cli(tmp, env, "Photos")
+    assert run.returncode == 2 and "IMMICH_INSTANCE_URL is not set" in run.stderr and ".env" in run.stderr
+
+
+def test_env_file_option(setup):
+    fake, tmp, env, ids = setup
+    (tmp / "server.env").write_text(f"IMMICH_INSTANCE_URL={fake.url}\nIMMICH_API_KEY={fake.api_key}\n")
+    env = {k: v for k, v in env.items() if not k.startswith("IMMICH_")}
+    assert cli(tmp, env, "Photos", "--env=server.env", "-q").returncode == 0
+
+
+def test_killed_run_keeps_the_old_cache_and_the_next_run_completes(setup):
+    fake, tmp, env, ids = setup
+    assert cli(tmp, env, "Photos").returncode == 0
+    before = (tmp / "log" / "cache_Photos.json").read_bytes()
+    for asset_id in ids:
+        fake.touch(asset_id, "2026-09-01T00:00:00.000Z")
+    fake.latency = 0.5  # every request is slow: the run is mid-way when killed
+    proc = subprocess.Popen([sys.executable, "-m", "immich_sync", "Photos"], cwd=tmp, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while not any(p[1] == "/api/search/metadata" for p in fake.requests) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert (tmp / "log" / "cache_Photos.json").read_bytes() == before
+    fake.latency = 0
+    run = cli(tmp, env, "Photos")
+    assert run.returncode == 0 and "12 updated" in run.stdout
+
+
+def test_two_runs_at_once_the_second_is_refused(setup):
+    fake, tmp, env, ids = setup
+    fake.latency = 0.3
+    first = subprocess.Popen([sys.executable, "-m", "immich_sync", "Photos"], cwd=tmp, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not any(p[1] == "/api/server/ping" for p in fake.requests) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = cli(tmp, env, "Photos")
+    first.communicate(timeout=60)
+    assert second.returncode == 1 and "in use by another immich-cache run" in second.stderr
+    assert first.returncode == 0
+
+
+def test_find_command(setup):
+    fake, tmp, env, ids = setup
+    assert cli(tmp, env, "Photos").returncode == 0
+    target = tmp / "Photos" / "2020" / "IMG_0003.JPG"
+    run = subprocess.run([sys.executable, "-c", "from immich_sync.entrypoints.find_cli import run; run()",
+                          "--target=Photos", f"--path={target}"], cwd=tmp, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    found = json.loads(run.stdout)
+    assert [n["id"] for n in found] == [ids[3]] and found[0]["match"]["path"] == str(target)
+    run = subprocess.run([sys.executable, "-c", "from immich_sync.entrypoints.find_cli import run; run()",
+                          "--target=Photos", "--album=trip"], cwd=tmp, env=env, capture_output=True, text=True)
+    assert sorted(n["id"] for n in json.loads(run.stdout)) == sorted(ids[:2])
+
+
+def test_help_and_version():
+    run = subprocess.run([sys.executable, "-m", "immich_sync", "--help"], capture_output=True, text=True)
+    assert run.returncode == 0 and "--after=ISO" in run.stdout and "Examples:" in run.stdout
+    run = subprocess.run([sys.executable, "-m", "immich_sync", "--version"], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.startswith("immich-cache ")
