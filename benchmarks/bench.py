@@ -1,0 +1,125 @@
+"""Benchmark: immich-cache against the fake server, beside the floor for the same job.
+
+    python benchmarks/bench.py --n 20000 [--latency 0.0] [--version 3.1.0]
+
+Prints wall time, peak RSS, cache size, request count and ratios to the baseline (a minimal
+script that pages the same server with one requests.Session, walks the folder with os.scandir
+and writes the raw assets with json.dump). Not a test: numbers go to benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+
+import requests
+
+from immich_sync.api import load_cache
+from immich_sync.demo import build
+from immich_sync.testing.fake_immich import FakeImmich
+
+BASELINE = r'''
+import json, os, sys, requests
+url, key, root, out = sys.argv[1:5]
+s = requests.Session(); s.headers["x-api-key"] = key
+assets, page = [], 1
+while page:
+    r = s.post(url + "/api/search/metadata", json={"withExif": True, "size": 1000, "page": page}).json()["assets"]
+    assets += r["items"]; page = int(r["nextPage"]) if r["nextPage"] else None
+files = []
+stack = [root]
+while stack:
+    for e in os.scandir(stack.pop()):
+        (stack.append(e.path) if e.is_dir() else files.append((e.path, e.stat().st_size)))
+json.dump({a["id"]: a for a in assets}, open(out, "w"))
+'''
+
+
+def timed(cmd, env, cwd):
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode:
+        raise SystemExit(f"{cmd} failed: {proc.stderr[-2000:]}")
+    return elapsed
+
+
+def peak_rss_mb(cmd, env, cwd):
+    out = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], env=env, cwd=cwd, capture_output=True, text=True)
+    return int(out.stderr.strip().splitlines()[-1]) / 1024 if out.returncode == 0 else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=20000)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--version", default="3.1.0")
+    args = parser.parse_args()
+    version = tuple(int(x) for x in args.version.split("."))
+    with tempfile.TemporaryDirectory(prefix="immich-bench-") as work, FakeImmich(version) as fake:
+        root = os.path.join(work, "Photos")
+        t = time.perf_counter()
+        build(fake, root, args.n)
+        print(f"generated {args.n} assets and files in {time.perf_counter() - t:.1f} s")
+        fake.latency = args.latency
+        env = {**os.environ, "IMMICH_INSTANCE_URL": fake.url, "IMMICH_API_KEY": fake.api_key}
+        base = timed([sys.executable, "-c", BASELINE, fake.url, fake.api_key, root, os.path.join(work, "raw.json")],
+                     env, work)
+        cmd = [sys.executable, "-m", "immich_sync", root, "-q"]
+        fake.requests.clear()
+        first = timed(cmd, env, work)
+        requests_first = len(fake.requests)
+        second = timed(cmd, env, work)
+        for asset_id in list(fake.assets)[: args.n // 100]:
+            fake.touch(asset_id, "2026-10-01T00:00:00.000Z")
+        changed = timed(cmd, env, work)
+        after = timed(cmd + ["--after=2026-10-01T00:00:00Z"], env, work)
+        rss = peak_rss_mb(cmd, env, work)
+        cache_path = os.path.join(work, "log", "cache_Photos.json")
+        t = time.perf_counter()
+        cache = load_cache(cache_path)
+        load = time.perf_counter() - t
+        paths = [n.match.path for n in cache if n.match and n.match.path][:1000]
+        t = time.perf_counter()
+        for p in paths:
+            cache.find_by_path(p)
+        by_path = (time.perf_counter() - t) / max(len(paths), 1) * 1e6
+        t = time.perf_counter()
+        for p in paths:
+            cache.find_by_name(os.path.basename(p))
+        by_name = (time.perf_counter() - t) / max(len(paths), 1) * 1e6
+        t = time.perf_counter()
+        from immich_sync.api import save_cache
+        save_cache(cache, cache_path)
+        save = time.perf_counter() - t
+        stats = cache.stats()
+        size_mb = os.path.getsize(cache_path) / 1e6
+    rows = [
+        ("baseline (page + scandir + json.dump)", base, 1.0),
+        ("immich-cache first run", first, first / base),
+        ("second run, nothing changed", second, second / base),
+        ("run after 1 % changed", changed, changed / base),
+        ("--after last change", after, after / base),
+    ]
+    print(f"\nN = {args.n}, server v{args.version}, latency {args.latency * 1000:.0f} ms/request")
+    for name, seconds, ratio in rows:
+        print(f"  {name:40s} {seconds:7.2f} s   x{ratio:.2f}")
+    print(f"  second / first                           x{second / first:.2f}")
+    print(f"  peak RSS of a run                        {rss:7.0f} MB")
+    print(f"  requests in the first run                {requests_first}")
+    print(f"  cache file                               {size_mb:7.1f} MB")
+    print(f"  cache load + index build                 {load:7.2f} s")
+    print(f"  cache save                               {save:7.2f} s")
+    print(f"  lookup by path / by name                 {by_path:.1f} us / {by_name:.1f} us")
+    print(f"  match status                             {json.dumps(stats['by_status'])}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""See immich-cache work without an Immich server: `python -m immich_sync.demo [N]`.
+
+Starts the test suite's fake Immich server on 127.0.0.1 holding N generated assets, writes a
+matching photo folder (with same-named files in other years, and a few files missing), runs
+`immich-cache` on it and looks one file up in the cache, all in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import tempfile
+from datetime import datetime, timedelta, timezone
+
+from .api import load_cache
+from .entrypoints import cache_cli
+from .testing.factory import make_asset, sha1_b64, write_library
+from .testing.fake_immich import FakeImmich
+
+
+def build(fake: FakeImmich, root: str, n: int, seed: int = 7) -> list[str]:
+    rnd = random.Random(seed)
+    specs, ids = [], []
+    for i in range(n):
+        taken = datetime(2019, 1, 1) + timedelta(minutes=rnd.randrange(3_000_000))
+        name = f"IMG_{i % max(n // 20, 50):04d}.JPG"  # names wrap, as camera counters do
+        specs.append((f"{taken:%Y}/{taken:%m}/{name}", taken, rnd.randrange(0, 400)))
+    written = write_library(root, specs)
+    for (path, data), (rel, taken, _) in zip(written, specs):
+        asset = make_asset(owner_id=fake.user_id, name=os.path.basename(rel), taken=taken, size=len(data),
+                           checksum=sha1_b64(data), updated_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
+        ids.append(fake.add_asset(asset)["id"])
+    for path, _ in written[:: max(n // 10, 1)]:
+        if os.path.exists(path):
+            os.unlink(path)  # a few files the library lost
+    fake.add_album("Holidays", ids[: n // 4])
+    fake.add_tag("Travel/Paris", ids[: n // 10])
+    return ids
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    n = int(argv[0]) if argv else 300
+    with tempfile.TemporaryDirectory(prefix="immich-sync-demo-") as work, FakeImmich((3, 1, 0)) as fake:
+        root = os.path.join(work, "Photos")
+        build(fake, root, n)
+        os.environ.update(IMMICH_INSTANCE_URL=fake.url, IMMICH_API_KEY=fake.api_key)
+        os.chdir(work)
+        print(f"demo: fake Immich v3.1.0 at {fake.url} with {n} assets; photo folder {root}\n")
+        code = cache_cli.main([root])
+        cache = load_cache(os.path.join(work, "log", "cache_Photos.json"))
+        some = next(node for node in cache if node.match and node.match.path)
+        print(f"\ndemo: looking up {some.match.path}")
+        for node in cache.find_file(some.match.path):
+            print(f"  -> asset {node.id}: {node.match.status.value} by {node.match.method}, "
+                  f"confidence {node.match.confidence.label}, taken {node.asset_raw['localDateTime']}")
+        os.chdir("/")
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
