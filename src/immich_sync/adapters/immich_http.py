@@ -233,45 +233,43 @@ class ImmichConnection:
             yield from self._flat_pages(body, with_exif=True)
 
     def _flat_pages(self, body: dict[str, Any], *, with_exif: bool) -> Iterator[dict[str, Any]]:
-        """Page through one flat search; stop on the last page, or on a page that brings no new id
-        (v3.1.0 with albumIds returned the same page forever, #31311)."""
-        page, seen = 1, set()
-        while True:
-            request = {**body, "page": page, "size": self.page_size}
-            if with_exif:
-                request["withExif"] = True
-            result = self._call("POST", "search/metadata", json=request).get("assets") or {}
-            items = result.get("items") or []
-            fresh = [item for item in items if item.get("id") not in seen]
-            seen.update(item.get("id") for item in items)
-            yield from fresh
-            next_page = result.get("nextPage")
-            if not next_page or not fresh:
-                return
+        """Page through one flat search (`page`/`nextPage`)."""
+        def follow(result: dict[str, Any], page: int | None) -> int | None:
             try:
-                page = int(next_page)
+                following = int(result.get("nextPage") or 0)
             except (TypeError, ValueError):
-                return
-            if page <= 1:
-                return
+                return None
+            return following if following > (page or 1) else None
+
+        return self._pages(body, "page", 1, follow, with_exif=with_exif)
 
     def _cursor_pages(self, body: dict[str, Any], *, with_exif: bool) -> Iterator[dict[str, Any]]:
-        cursor, seen = None, set()
+        """Page through one v3.2 cursor search (`cursor`/`nextCursor`)."""
+        def follow(result: dict[str, Any], cursor: str | None) -> str | None:
+            following = result.get("nextCursor")
+            return following if following and following != cursor else None
+
+        return self._pages(body, "cursor", None, follow, with_exif=with_exif)
+
+    def _pages(self, body: dict[str, Any], token_key: str, token: Any, follow,
+               *, with_exif: bool) -> Iterator[dict[str, Any]]:
+        """Yield each page's items; stop on the last page, or on a page that brings no new id
+        (v3.1.0 with albumIds returned the same page forever, #31311)."""
+        seen: set[str] = set()
         while True:
             request = {**body, "size": self.page_size}
+            if token is not None:
+                request[token_key] = token
             if with_exif:
                 request["withExif"] = True
-            if cursor:
-                request["cursor"] = cursor
             result = self._call("POST", "search/metadata", json=request).get("assets") or {}
             items = result.get("items") or []
             fresh = [item for item in items if item.get("id") not in seen]
             seen.update(item.get("id") for item in items)
             yield from fresh
-            next_cursor = result.get("nextCursor")
-            if not next_cursor or not fresh or next_cursor == cursor:
+            token = follow(result, token)
+            if token is None or not fresh:
                 return
-            cursor = next_cursor
 
     def count_assets(self, updated_after: datetime | None = None, updated_before: datetime | None = None,
                      album_id: str | None = None) -> int | None:

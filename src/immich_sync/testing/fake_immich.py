@@ -271,12 +271,7 @@ class FakeImmich:
         pool = list(self.assets.values())
         album_ids = body.get("albumIds") if self.version >= (1, 135, 0) else None
         tag_ids = body.get("tagIds") if self.version >= (1, 126, 0) else None
-        if album_ids:
-            members = set.intersection(*(set(self.albums[a].asset_ids) if a in self.albums else set()
-                                         for a in album_ids))
-            pool = [a for a in pool if a["id"] in members]
-        else:
-            pool = [a for a in pool if self.visible(a, body)]
+        pool = self._owned_or_in_albums(pool, album_ids, body)
         if tag_ids:
             wanted = set()
             for tag_id in tag_ids:
@@ -296,12 +291,7 @@ class FakeImmich:
         filters = body.get("filter") or {}
         pool = list(self.assets.values())
         album_ids = (filters.get("albumIds") or {}).get("all")
-        if album_ids:
-            members = set.intersection(*(set(self.albums[a].asset_ids) if a in self.albums else set()
-                                         for a in album_ids))
-            pool = [a for a in pool if a["id"] in members]
-        else:
-            pool = [a for a in pool if self.visible(a, body)]
+        pool = self._owned_or_in_albums(pool, album_ids, body)
         trashed = filters.get("trashedAt")
         if trashed == {"eq": None}:
             pool = [a for a in pool if not a.get("isTrashed")]
@@ -316,6 +306,15 @@ class FakeImmich:
         if "lte" in updated:
             pool = [a for a in pool if _instant(a["updatedAt"]) <= _instant(updated["lte"])]
         return pool
+
+    def _owned_or_in_albums(self, pool: list[dict[str, Any]], album_ids: list[str] | None,
+                            body: dict[str, Any]) -> list[dict[str, Any]]:
+        """With albumIds: the assets in all those albums, whoever owns them; else the owner rule."""
+        if not album_ids:
+            return [a for a in pool if self.visible(a, body)]
+        members = set.intersection(*(set(self.albums[a].asset_ids) if a in self.albums else set()
+                                     for a in album_ids))
+        return [a for a in pool if a["id"] in members]
 
     def _tag_members(self, tag_id: str) -> set[str]:
         tag = self.tags.get(tag_id)
