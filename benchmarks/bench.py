@@ -10,6 +10,8 @@ and writes the raw assets with json.dump). Not a test: numbers go to benchmarks/
 from __future__ import annotations
 
 import argparse
+import random
+from datetime import datetime, timedelta, timezone
 import json
 import os
 import resource
@@ -22,8 +24,41 @@ from datetime import date
 import requests
 
 from immich_sync.api import load_cache
-from immich_sync.demo import build
+from immich_sync.testing.factory import jpeg_bytes, make_asset, sha1_b64
 from immich_sync.testing.fake_immich import FakeImmich
+
+PERSON = {"id": "6f7b1a3e-0000-4000-8000-000000000001", "name": "Alice", "birthDate": None,
+          "thumbnailPath": "/data/thumbs/people/6f7b1a3e.jpeg", "isHidden": False, "isFavorite": False,
+          "color": None, "updatedAt": "2026-01-01T00:00:00.000Z"}
+
+
+def build(fake: FakeImmich, root: str, n: int, albums: int = 200, tags: int = 100, seed: int = 7) -> list[str]:
+    """N assets (~2 KB of JSON each) and N small JPEGs. About 5 % of the names are shared by 2-4 files
+    in different folders, with distinct sizes and EXIF dates, so that the date decides."""
+    rnd = random.Random(seed)
+    ids: list[str] = []
+    i = 0
+    while i < n:
+        group = rnd.randint(2, 4) if rnd.random() < 0.05 / 3 else 1
+        name = f"IMG_{i:06d}.JPG"
+        for k in range(min(group, n - i)):
+            taken = datetime(2015, 1, 1) + timedelta(seconds=rnd.randrange(300_000_000))
+            data = jpeg_bytes(taken, padding=(i + k) % 997)
+            folder = os.path.join(root, f"{taken:%Y}", f"{taken:%m}-{k}")
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, name), "wb") as handle:
+                handle.write(data)
+            asset = make_asset(owner_id=fake.user_id, name=name, taken=taken, size=len(data),
+                               checksum=sha1_b64(data), updated_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
+            asset["people"] = [PERSON] if rnd.random() < 0.5 else []
+            asset["exifInfo"]["description"] = "A walk along the river, late afternoon light. " * 4
+            ids.append(fake.add_asset(asset)["id"])
+        i += group
+    for a in range(albums):
+        fake.add_album(f"Album {a}", rnd.sample(ids, min(len(ids), 50)))
+    for t in range(tags):
+        fake.add_tag(f"Topic {t % 10}/Tag {t}", rnd.sample(ids, min(len(ids), 30)))
+    return ids
 
 BASELINE = r'''
 import json, os, sys, requests

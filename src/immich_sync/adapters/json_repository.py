@@ -28,9 +28,11 @@ def _converter() -> cattrs.Converter:
     conv = cattrs.Converter()
     conv.register_unstructure_hook(datetime, format_instant)
     conv.register_structure_hook(datetime, lambda v, _: parse_instant(v))
-    conv.register_unstructure_hook(Confidence, lambda c: c.label)
+    # `_value_` and a table, not `.value`/`.label`: enum properties cost ~1.5 us each, x10 per node
+    labels = {c: c.label for c in Confidence}
+    conv.register_unstructure_hook(Confidence, labels.__getitem__)
     for text_enum in (Status, DateEvidence, Check):
-        conv.register_unstructure_hook(text_enum, lambda e: e.value)
+        conv.register_unstructure_hook(text_enum, lambda e: e._value_)
     conv.register_structure_hook(Confidence, lambda v, _: Confidence.from_label(v))
     match_names = {"matched_at": override(rename="matchedAt"), "file_size": override(rename="fileSize")}
     conv.register_unstructure_hook(MatchResult, make_dict_unstructure_fn(MatchResult, conv, **match_names))

@@ -30,4 +30,4 @@ def parse_wall_clock(value: object) -> datetime | None:
 def format_instant(moment: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and `Z`, the way Immich writes it."""
     utc = moment.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
