@@ -98,7 +98,7 @@ def test_reads_only_the_head_of_a_big_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr("builtins.open", lambda p, mode="r", *a, **k: Counting(real_open(p, mode, *a, **k)))
     assert read_capture_time(path).local == TAKEN
-    assert sum(reads) <= 512 * 1024
+    assert sum(reads) <= 128 * 1024
 
 
 def test_scan_skips_litter_sidecars_and_folders_named_like_photos(tmp_path):

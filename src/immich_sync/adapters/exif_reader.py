@@ -4,7 +4,7 @@ piexif parses a raw EXIF (TIFF) block; this module only has to find that block i
 JPEG (APP1), TIFF and TIFF-based raw (DNG, CR2, NEF, ARW, RW2, ORF, PEF), WebP (piexif's own RIFF
 reader), PNG (eXIf chunk), HEIC/HEIF/AVIF (the `Exif` item of the ISO-BMFF `meta` box) Canon CR3
 (the CMT2 box) and Fujifilm RAF (its embedded JPEG). QuickTime/MP4 video has no EXIF: its `mvhd` creation time (UTC, which is how
-Immich reads video dates) is used. Only the needed bytes are read: the first 512 KiB, more only when
+Immich reads video dates) is used. Only the needed bytes are read: the first 128 KiB, more only when
 an EXIF offset points further. Anything unreadable or corrupt gives None, never an exception.
 """
 
@@ -22,7 +22,7 @@ from ..domain.library import CaptureTime
 
 log = logging.getLogger(__name__)
 
-HEAD = 512 * 1024
+HEAD = 128 * 1024  # a JPEG's EXIF segment is at most 64 KiB and comes first; TIFF IFDs are near the start
 MAX_TIFF_READ = 64 * 1024 * 1024  # a raw file whose EXIF reaches further than this is not worth reading
 _QT_EPOCH = datetime(1904, 1, 1)
 _CR3_UUID = bytes.fromhex("85c0b687820f11e08111f4ce462b6a48")
@@ -73,7 +73,7 @@ def _read_all(head: bytes, handle: BinaryIO, limit: int = MAX_TIFF_READ) -> byte
 
 
 def _from_tiff_file(head: bytes, handle: BinaryIO) -> CaptureTime | None:
-    """Raw and TIFF files: try the first 512 KiB; read more only when an IFD points beyond it."""
+    """Raw and TIFF files: try the first 128 KiB; read more only when an IFD points beyond it."""
     data = head
     while True:
         tiff = _RAW_MAGICS.get(data[:4], data[:4]) + data[4:]

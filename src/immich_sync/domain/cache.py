@@ -127,7 +127,7 @@ class ImmichCache:
     def set_match(self, asset_id: str, match: MatchResult | None) -> None:
         node = self._nodes[asset_id]
         node.match = match
-        self.index.refresh(node)
+        self.index.refresh_match(node)
 
     def clear_match(self, asset_id: str) -> None:
         self.set_match(asset_id, None)

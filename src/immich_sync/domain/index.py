@@ -97,6 +97,19 @@ class CacheIndex:
         self.remove(node.id)
         self.add(node)
 
+    def refresh_match(self, node: "CacheNode") -> None:
+        """Only the match changed: move the node's matched-path key, nothing else."""
+        keys = self._keys.get(node.id)
+        if keys is None:
+            self.add(node)
+            return
+        path = node_found_path(node)
+        if path != keys[1]:
+            _discard(self._by_path, keys[1], node.id)
+            if path is not None:
+                self._by_path[path].add(node.id)
+            self._keys[node.id] = (keys[0], path, *keys[2:])
+
     def clear(self) -> None:
         for mapping in (self._by_name, self._by_path, self._by_day, self._by_tag, self._by_album):
             mapping.clear()
