@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urljoin
 
+import orjson
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
@@ -143,8 +144,8 @@ class ImmichConnection:
             raise _HttpError(response.status_code, self._scrub(f"{method} /{path.lstrip('/')} {kind}: "
                                                                f"{error_text(response)}"))
         try:
-            return response.json()
-        except ValueError:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
             raise ImmichError(f"{method} /{path.lstrip('/')} returned something that is not JSON "
                               f"(is {self._config.url} an Immich server?)") from None
 
@@ -254,22 +255,35 @@ class ImmichConnection:
     def _pages(self, body: dict[str, Any], token_key: str, token: Any, follow,
                *, with_exif: bool) -> Iterator[dict[str, Any]]:
         """Yield each page's items; stop on the last page, or on a page that brings no new id
-        (v3.1.0 with albumIds returned the same page forever, #31311)."""
-        seen: set[str] = set()
-        while True:
+        (v3.1.0 with albumIds returned the same page forever, #31311).
+
+        The next page is requested as soon as this one arrives, so the server works on it while
+        the caller matches this page's assets (one request ahead, never more).
+        """
+        def fetch(page_token: Any) -> dict[str, Any]:
             request = {**body, "size": self.page_size}
-            if token is not None:
-                request[token_key] = token
+            if page_token is not None:
+                request[token_key] = page_token
             if with_exif:
                 request["withExif"] = True
-            result = self._call("POST", "search/metadata", json=request).get("assets") or {}
-            items = result.get("items") or []
-            fresh = [item for item in items if item.get("id") not in seen]
-            seen.update(item.get("id") for item in items)
-            yield from fresh
-            token = follow(result, token)
-            if token is None or not fresh:
-                return
+            return self._call("POST", "search/metadata", json=request).get("assets") or {}
+
+        seen: set[str] = set()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="immich-page") as ahead:
+            pending = ahead.submit(fetch, token)
+            while pending is not None:
+                result = pending.result()
+                items = result.get("items") or []
+                fresh = [item for item in items if item.get("id") not in seen]
+                seen.update(item.get("id") for item in items)
+                token = follow(result, token)
+                pending = ahead.submit(fetch, token) if token is not None and fresh else None
+                try:
+                    yield from fresh
+                except GeneratorExit:
+                    if pending is not None:
+                        pending.cancel()
+                    raise
 
     def count_assets(self, updated_after: datetime | None = None, updated_before: datetime | None = None,
                      album_id: str | None = None) -> int | None:

@@ -76,12 +76,33 @@ def encode_cache(cache: ImmichCache, saved_at: datetime) -> dict[str, Any]:
 def encode_node(node: CacheNode) -> dict[str, Any]:
     return {
         "asset": node.asset_raw,
-        "match": encode_match(node.match),
+        "match": node.stored_match if node.stored_match is not None else encode_match(node.match),
         "albums": list(node.albums),
         "tags": list(node.tags),
         "cachedAt": _time(node.cached_at),
         "goneSince": _time(node.gone_since),
     }
+
+
+def _decode_stored(doc: Mapping[str, Any]) -> MatchResult:
+    try:
+        return _CONVERTER.structure(doc, MatchResult)
+    except (KeyError, TypeError, ValueError, cattrs.BaseValidationError) as exc:
+        raise CacheFileError(f"a match in the cache file is damaged ({type(exc).__name__}: {exc})") from None
+
+
+_STATUSES = frozenset(s.value for s in Status)
+_LABELS = frozenset(c.label for c in Confidence)
+
+
+def _checked_match(doc: Any, asset_id: str) -> dict[str, Any] | None:
+    """The stored match, checked enough that indexes and counts can trust it before it is decoded."""
+    if doc is None:
+        return None
+    if (not isinstance(doc, dict) or doc.get("status") not in _STATUSES
+            or doc.get("confidence") not in _LABELS or not isinstance(doc.get("path"), (str, type(None)))):
+        raise ValueError(f"asset {asset_id} has a malformed match")
+    return doc
 
 
 def decode_cache(doc: Any, source: str) -> ImmichCache:
@@ -100,7 +121,8 @@ def decode_cache(doc: Any, source: str) -> ImmichCache:
             CacheNode(
                 id=asset_id,
                 asset_raw=node["asset"],
-                match=decode_match(node.get("match")),
+                stored_match=_checked_match(node.get("match"), asset_id),
+                decode=_decode_stored,
                 albums=tuple(node.get("albums") or ()),
                 tags=tuple(node.get("tags") or ()),
                 cached_at=parse_instant(node.get("cachedAt")),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -29,17 +29,28 @@ class Upsert(str, enum.Enum):
     UNCHANGED = "unchanged"
 
 
+MatchSummary = tuple[str, "str | None", str, str, "int | None"]  # status, path, method, confidence, file size
+
+
 @define(slots=True)
 class CacheNode:
-    """One asset in the cache: the server's dict untouched, its match and its memberships."""
+    """One asset in the cache: the server's dict untouched, its match and its memberships.
+
+    A node loaded from a file may keep its match in the file's form (`stored_match`) with the
+    repository's `decode`: the MatchResult is built on first use, so loading 100,000 nodes builds
+    none, and an untouched match is written back as it was read.
+    """
 
     id: str
     asset_raw: dict[str, Any]
-    match: MatchResult | None = None
+    _match: MatchResult | None = field(default=None, alias="match")
     albums: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     cached_at: datetime | None = None
     gone_since: datetime | None = None  # set when a full run no longer saw it on the server
+    _stored_match: Mapping[str, Any] | None = field(default=None, alias="stored_match", eq=False, repr=False)
+    _decode: Callable[[Mapping[str, Any]], MatchResult] | None = field(default=None, alias="decode",
+                                                                        eq=False, repr=False)
     _asset: Asset | None = field(default=None, init=False, eq=False, repr=False)
 
     @property
@@ -48,6 +59,32 @@ class CacheNode:
         if self._asset is None:
             self._asset = Asset.from_api(self.asset_raw)
         return self._asset
+
+    @property
+    def match(self) -> MatchResult | None:
+        if self._stored_match is not None and self._decode is not None:
+            self._match, self._stored_match = self._decode(self._stored_match), None
+        return self._match
+
+    @match.setter
+    def match(self, value: MatchResult | None) -> None:
+        self._match, self._stored_match = value, None
+
+    @property
+    def stored_match(self) -> Mapping[str, Any] | None:
+        """The match as the file had it, while it has not been decoded or replaced."""
+        return self._stored_match
+
+    def match_summary(self) -> MatchSummary | None:
+        """What indexes and counts need, without building the MatchResult."""
+        doc = self._stored_match
+        if doc is not None:
+            return (doc["status"], doc.get("path"), doc.get("method", ""), doc.get("confidence", "none"),
+                    doc.get("fileSize"))
+        m = self._match
+        if m is None:
+            return None
+        return (m.status._value_, m.path, m.method, m.confidence.label, m.file_size)
 
 
 def is_newer(incoming: Mapping[str, Any], cached: Mapping[str, Any]) -> bool:
@@ -230,13 +267,14 @@ class ImmichCache:
         gone = 0
         for node in self._nodes.values():
             gone += node.gone_since is not None
-            if node.match is None:
+            summary = node.match_summary()
+            if summary is None:
                 status["unmatched"] += 1
                 continue
-            status[node.match.status.value] += 1
-            method[node.match.method] += 1
-            if node.match.status is Status.FOUND:
-                confidence[node.match.confidence.label] += 1
+            status[summary[0]] += 1
+            method[summary[2]] += 1
+            if summary[0] == Status.FOUND.value:
+                confidence[summary[3]] += 1
         return {
             "assets": len(self._nodes),
             "gone_from_server": gone,

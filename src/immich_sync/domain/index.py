@@ -37,9 +37,9 @@ def node_day(node: "CacheNode") -> str | None:
 
 
 def node_found_path(node: "CacheNode") -> str | None:
-    match = node.match
-    if match is not None and match.status is Status.FOUND and match.path:
-        return path_key(match.path)
+    summary = node.match_summary()
+    if summary is not None and summary[0] == Status.FOUND.value and summary[1]:
+        return path_key(summary[1])
     return None
 
 
