@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .domain.match import MatchResult, Status
+from .domain.match import MatchSummary, Status
 
 AUDIT = 25
 audit_log = logging.getLogger("immich_sync.audit")
@@ -14,11 +14,10 @@ def register_level() -> None:
     logging.addLevelName(AUDIT, "AUDIT")
 
 
-def audit_line(asset_id: str, file_name: str, match: MatchResult | None, outcome: str) -> str:
+def audit_line(asset_id: str, file_name: str, match: MatchSummary | None, outcome: str) -> str:
     """`asset=<id> name=<file> status=<s> path=<p>|candidates=<n> method=<m> confidence=<c> (<outcome>)`."""
     if match is None:
         return f"asset={asset_id} name={file_name!r} status=unmatched ({outcome})"
-    where = (f"path={match.path!r}" if match.status is Status.FOUND
-             else f"candidates={len(match.candidates)}")
-    return (f"asset={asset_id} name={file_name!r} status={match.status._value_} {where} "
-            f"method={match.method} confidence={match.confidence.label} ({outcome})")
+    where = f"path={match.path!r}" if match.status == Status.FOUND.value else f"candidates={match.candidates}"
+    return (f"asset={asset_id} name={file_name!r} status={match.status} {where} "
+            f"method={match.method} confidence={match.confidence} ({outcome})")

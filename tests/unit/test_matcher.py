@@ -132,16 +132,16 @@ def test_rematch_rules():
     lib.add("IMG_0001.JPG", 1000, TAKEN)
     index = lib.index()
     result = run(asset(), lib)
-    assert not needs_rematch(result, index)
+    assert not needs_rematch(result.summary(), index)
     assert needs_rematch(None, index)
     changed = FakeLibrary()
     changed.add("IMG_0001.JPG", 2000, TAKEN)
-    assert needs_rematch(result, changed.index())  # size changed
-    assert needs_rematch(result, FakeLibrary().index())  # file gone
+    assert needs_rematch(result.summary(), changed.index())  # size changed
+    assert needs_rematch(result.summary(), FakeLibrary().index())  # file gone
     ambiguous = FakeLibrary()
     ambiguous.add("a/IMG_0001.JPG", 1000, TAKEN)
     ambiguous.add("b/IMG_0001.JPG", 1000, TAKEN)
-    assert needs_rematch(run(asset(), ambiguous), ambiguous.index())
+    assert needs_rematch(run(asset(), ambiguous).summary(), ambiguous.index())
 
 
 # --- properties

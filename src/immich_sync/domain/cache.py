@@ -16,7 +16,7 @@ from attrs import define, field
 
 from .asset import Asset
 from .index import CacheIndex
-from .match import MatchResult, Status
+from .match import MatchResult, MatchSummary, Status
 from .timestamps import parse_instant
 
 FORMAT_VERSION = 1
@@ -27,9 +27,6 @@ class Upsert(str, enum.Enum):
     ADDED = "added"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
-
-
-MatchSummary = tuple[str, "str | None", str, str, "int | None"]  # status, path, method, confidence, file size
 
 
 @define(slots=True)
@@ -79,12 +76,9 @@ class CacheNode:
         """What indexes and counts need, without building the MatchResult."""
         doc = self._stored_match
         if doc is not None:
-            return (doc["status"], doc.get("path"), doc.get("method", ""), doc.get("confidence", "none"),
-                    doc.get("fileSize"))
-        m = self._match
-        if m is None:
-            return None
-        return (m.status._value_, m.path, m.method, m.confidence.label, m.file_size)
+            return MatchSummary(doc["status"], doc.get("path"), doc.get("method", ""), doc.get("confidence", "none"),
+                                doc.get("fileSize"), len(doc.get("candidates") or ()))
+        return None if self._match is None else self._match.summary()
 
 
 def is_newer(incoming: Mapping[str, Any], cached: Mapping[str, Any]) -> bool:
@@ -271,10 +265,10 @@ class ImmichCache:
             if summary is None:
                 status["unmatched"] += 1
                 continue
-            status[summary[0]] += 1
-            method[summary[2]] += 1
-            if summary[0] == Status.FOUND.value:
-                confidence[summary[3]] += 1
+            status[summary.status] += 1
+            method[summary.method] += 1
+            if summary.status == Status.FOUND.value:
+                confidence[summary.confidence] += 1
         return {
             "assets": len(self._nodes),
             "gone_from_server": gone,

@@ -38,8 +38,8 @@ def node_day(node: "CacheNode") -> str | None:
 
 def node_found_path(node: "CacheNode") -> str | None:
     summary = node.match_summary()
-    if summary is not None and summary[0] == Status.FOUND.value and summary[1]:
-        return path_key(summary[1])
+    if summary is not None and summary.status == Status.FOUND.value and summary.path:
+        return path_key(summary.path)
     return None
 
 

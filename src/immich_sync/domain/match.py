@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import NamedTuple
 
 from attrs import field, frozen
 
@@ -67,6 +68,18 @@ class Evidence:
     checksum: Check = Check.UNKNOWN
 
 
+class MatchSummary(NamedTuple):
+    """The few facts indexes, counts, the AUDIT line and the re-match rule need, readable from a
+    stored match without decoding it (see CacheNode)."""
+
+    status: str  # a Status value
+    path: str | None
+    method: str
+    confidence: str  # a Confidence label
+    file_size: int | None
+    candidates: int
+
+
 @frozen
 class MatchResult:
     status: Status
@@ -83,6 +96,10 @@ class MatchResult:
               candidates: tuple[str, ...] = (), matched_at: datetime | None = None,
               file_size: int | None = None) -> "MatchResult":
         return cls(Status.FOUND, path, method, confidence, candidates or (path,), evidence, matched_at, file_size)
+
+    def summary(self) -> MatchSummary:
+        return MatchSummary(self.status._value_, self.path, self.method, self.confidence.label,
+                            self.file_size, len(self.candidates))
 
     @classmethod
     def not_found(cls, method: str = "none", matched_at: datetime | None = None) -> "MatchResult":

@@ -19,7 +19,7 @@ from attrs import frozen
 
 from .asset import Asset
 from .library import CaptureTime, LibraryFile, LibraryIndex
-from .match import Check, Confidence, DateEvidence, Evidence, MatchResult, Status
+from .match import Check, Confidence, DateEvidence, Evidence, MatchResult, MatchSummary, Status
 from .names import normalise_name
 
 QUARTER_HOUR = 15 * 60
@@ -202,10 +202,10 @@ def _renamed_copy(asset: Asset, library: LibraryIndex, judge: _Judge, now: datet
     return MatchResult.not_found("filename+checksum", matched_at=now)
 
 
-def needs_rematch(match: MatchResult | None, library: LibraryIndex) -> bool:
+def needs_rematch(match: MatchSummary | None, library: LibraryIndex) -> bool:
     """Match again, even when the asset did not change, when the cached match is not found or
     ambiguous, or its file is gone or changed size since it was matched."""
-    if match is None or match.status is not Status.FOUND or match.path is None:
+    if match is None or match.status != Status.FOUND.value or match.path is None:
         return True
     file = library.get(match.path)
     return file is None or (match.file_size is not None and file.size != match.file_size)

@@ -78,6 +78,18 @@ def parse_iso_datetime(option: str, text: str) -> datetime:
                    f"2025-06-30T02:00:00+02:00 (got {text!r})")
 
 
+class _SecondFormatter(logging.Formatter):
+    """Formats the time once a second, not once a line (100,000 AUDIT lines in a run)."""
+
+    _second, _text = -1, ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        second = int(record.created)
+        if second != self._second:
+            self._second, self._text = second, super().formatTime(record, datefmt)[:-4]
+        return f"{self._text},{int(record.msecs):03d}"
+
+
 class _BufferedFileHandler(logging.FileHandler):
     """One AUDIT line per asset: let the file's buffer gather them (a flush per line cost ~20 us
     an asset) but write a warning or an error through at once. Closing writes the rest."""
@@ -104,7 +116,7 @@ def setup_logging(verbose: bool, quiet: bool, log_dir: str) -> str:
     close_logging()
     file_handler = _BufferedFileHandler(path, encoding="utf-8")
     file_handler.setLevel(logging.INFO)
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    file_handler.setFormatter(_SecondFormatter("%(asctime)s %(levelname)s %(message)s"))
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose else logging.WARNING)
     console.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s %(message)s"))

@@ -180,7 +180,7 @@ def _process(raw: dict[str, Any], cache: ImmichCache, index, library: LibraryRea
     else:
         result.unchanged += 1
     note = outcome.value
-    if outcome is not Upsert.UNCHANGED or needs_rematch(node.match, index):
+    if outcome is not Upsert.UNCHANGED or needs_rematch(node.match_summary(), index):
         if outcome is Upsert.UNCHANGED:
             result.rematched += 1
             note = "unchanged, matched again"
@@ -188,12 +188,12 @@ def _process(raw: dict[str, Any], cache: ImmichCache, index, library: LibraryRea
         result.matched += 1
     else:
         note = "unchanged, match kept"
-    match = node.match
+    match = node.match_summary()
     if match is not None:
-        result.by_status[match.status._value_] += 1
+        result.by_status[match.status] += 1
         result.by_method[match.method] += 1
-        if match.status is Status.FOUND:
-            result.by_confidence[match.confidence.label] += 1
+        if match.status == Status.FOUND.value:
+            result.by_confidence[match.confidence] += 1
     if audit_log.isEnabledFor(AUDIT):
         audit_log.log(AUDIT, audit_line(asset_id, raw.get("originalFileName") or "", match, note))
 

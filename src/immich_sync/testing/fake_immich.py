@@ -280,7 +280,7 @@ class FakeImmich:
         matches = self._cursor_matches(body) if cursor_mode else self._flat_matches(body)
         matches.sort(key=lambda a: (a.get("fileCreatedAt") or "", a["id"]), reverse=True)
         with self._lock:
-            if len(self._memo) > 64:
+            if len(self._memo) > 4096:
                 self._memo.clear()
             self._memo[key] = (fingerprint, matches)
         return matches
@@ -442,6 +442,10 @@ def _permission(method: str, path: str) -> str | None:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeImmich
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in one packet: written separately, on a kept-alive connection they
+    # meet the client's delayed ACK and every response waits ~40 ms.
+    disable_nagle_algorithm = True
+    wbufsize = 1 << 16
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
         pass
