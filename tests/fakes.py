@@ -87,6 +87,9 @@ class FakeSource:
     def tags(self) -> Groups:
         return self.tag_groups
 
+    def cancel(self) -> None:
+        self.calls.append(("cancel",))
+
 
 class FakeLibrary:
     """The LibraryReader port over a dict of files: path -> (size, capture time, sha1)."""

@@ -141,6 +141,7 @@ def test_killed_run_keeps_the_old_cache_and_the_next_run_completes(setup):
     for asset_id in ids:
         fake.touch(asset_id, "2026-09-01T00:00:00.000Z")
     fake.latency = 0.5  # every request is slow: the run is mid-way when killed
+    fake.requests.clear()
     proc = subprocess.Popen([sys.executable, "-m", "immich_sync", "Photos"], cwd=tmp, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 20
@@ -157,6 +158,7 @@ def test_killed_run_keeps_the_old_cache_and_the_next_run_completes(setup):
 def test_two_runs_at_once_the_second_is_refused(setup):
     fake, tmp, env, ids = setup
     fake.latency = 0.3
+    fake.requests.clear()
     first = subprocess.Popen([sys.executable, "-m", "immich_sync", "Photos"], cwd=tmp, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
@@ -187,3 +189,22 @@ def test_help_and_version():
     assert run.returncode == 0 and "--after=ISO" in run.stdout and "Examples:" in run.stdout
     run = subprocess.run([sys.executable, "-m", "immich_sync", "--version"], capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.startswith("immich-cache ")
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_the_cache(setup):
+    fake, tmp, env, ids = setup
+    assert cli(tmp, env, "Photos").returncode == 0
+    before = (tmp / "log" / "cache_Photos.json").read_bytes()
+    for asset_id in ids:
+        fake.touch(asset_id, "2026-09-01T00:00:00.000Z")
+    fake.latency = 0.5
+    fake.requests.clear()
+    proc = subprocess.Popen([sys.executable, "-m", "immich_sync", "Photos"], cwd=tmp, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not any(p[1] == "/api/search/metadata" for p in fake.requests) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+    assert (tmp / "log" / "cache_Photos.json").read_bytes() == before

@@ -110,6 +110,7 @@ def test_interrupted_run_leaves_the_cache_and_resumes_from_the_checkpoint(world)
     with pytest.raises(KeyboardInterrupt):
         run_extract(ExtractRequest(target="/lib", checkpoint_every=2), source, repo, lib, now=lambda: NOW)
     assert repo.doc == saved and repo.checkpoint is not None
+    assert source.calls[-1] == ("cancel",)  # membership passes told to stop
     source.fail_after = None
     result = run(lib, source, repo)
     assert result.resumed and result.updated == 2 and result.unchanged == 2

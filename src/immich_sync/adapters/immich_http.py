@@ -91,6 +91,7 @@ class ImmichConnection:
         self.workers = workers
         self.requests_made = 0
         self._count_lock = threading.Lock()
+        self._cancelled = threading.Event()
         self.session = requests.Session()
         adapter = HTTPAdapter(max_retries=retry or default_retry(), pool_connections=workers + 2,
                               pool_maxsize=workers + 2)
@@ -118,7 +119,12 @@ class ImmichConnection:
     def _scrub(self, text: str) -> str:
         return text.replace(self._config.api_key, "***") if self._config.api_key else text
 
+    def cancel(self) -> None:
+        self._cancelled.set()
+
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        if self._cancelled.is_set():
+            raise ImmichError("cancelled")
         with self._count_lock:
             self.requests_made += 1
         try:

@@ -242,4 +242,5 @@ class JsonCacheRepository:
         self.checkpoint_path.unlink(missing_ok=True)
 
     def _encode(self, cache: ImmichCache) -> bytes:
-        return orjson.dumps(encode_cache(cache, self._now()))
+        with _gc_paused():
+            return orjson.dumps(encode_cache(cache, self._now()))

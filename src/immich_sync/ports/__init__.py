@@ -52,6 +52,9 @@ class ImmichSource(Protocol):
 
     def tags(self) -> Groups: ...
 
+    def cancel(self) -> None:
+        """Make calls in progress in other threads stop at their next request."""
+
 
 class CacheRepository(Protocol):
     def lock(self) -> AbstractContextManager[None]: ...

@@ -129,7 +129,8 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
                        album_id=request.album_id)
         policy = MatchPolicy(verify=request.verify)
         seen: set[str] = set()
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="membership") as pool:
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="membership")
+        try:
             albums_future = pool.submit(source.albums)
             tags_future = pool.submit(source.tags)
             progress.stage("fetching and matching", source.count_assets(**filters))
@@ -143,6 +144,11 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
                     repo.save_checkpoint(cache)
                     last_checkpoint, since_checkpoint = time.monotonic(), 0
             albums, tags = albums_future.result(), tags_future.result()
+        except BaseException:
+            source.cancel()  # Ctrl-C or a failure: the membership passes stop at their next request
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
         _apply_groups(cache, albums, tags, result)
 
         if request.is_full:
