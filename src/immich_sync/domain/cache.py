@@ -72,6 +72,14 @@ class CacheNode:
         """The match as the file had it, while it has not been decoded or replaced."""
         return self._stored_match
 
+    def found_path(self) -> str | None:
+        """The matched file when the status is found (the path index's key), cheaply."""
+        doc = self._stored_match
+        if doc is not None:
+            return doc.get("path") if doc.get("status") == "found" else None
+        m = self._match
+        return m.path if m is not None and m.status is Status.FOUND else None
+
     def match_summary(self) -> MatchSummary | None:
         """What indexes and counts need, without building the MatchResult."""
         doc = self._stored_match

@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from datetime import date
 from typing import TYPE_CHECKING
 
-from .match import Status
 from .names import asset_file_name, normalise_name
 
 if TYPE_CHECKING:
@@ -37,10 +36,8 @@ def node_day(node: "CacheNode") -> str | None:
 
 
 def node_found_path(node: "CacheNode") -> str | None:
-    summary = node.match_summary()
-    if summary is not None and summary.status == Status.FOUND.value and summary.path:
-        return path_key(summary.path)
-    return None
+    path = node.found_path()
+    return path_key(path) if path else None
 
 
 class CacheIndex:
@@ -66,19 +63,18 @@ class CacheIndex:
         return index
 
     def add(self, node: "CacheNode") -> None:
-        keys = (node_name_key(node), node_found_path(node), node_day(node),
-                tuple(node.tags), tuple(node.albums))
-        self._keys[node.id] = keys
-        name, path, day, tags, albums = keys
-        self._by_name[name].add(node.id)
+        node_id = node.id
+        name, path, day = node_name_key(node), node_found_path(node), node_day(node)
+        self._keys[node_id] = (name, path, day, node.tags, node.albums)
+        self._by_name[name].add(node_id)
         if path is not None:
-            self._by_path[path].add(node.id)
+            self._by_path[path].add(node_id)
         if day is not None:
-            self._by_day[day].add(node.id)
-        for tag in tags:
-            self._by_tag[tag].add(node.id)
-        for album in albums:
-            self._by_album[album].add(node.id)
+            self._by_day[day].add(node_id)
+        for tag in node.tags:
+            self._by_tag[tag].add(node_id)
+        for album in node.albums:
+            self._by_album[album].add(node_id)
 
     def remove(self, asset_id: str) -> None:
         keys = self._keys.pop(asset_id, None)

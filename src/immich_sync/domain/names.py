@@ -22,6 +22,8 @@ def asset_file_name(original_file_name: str | None, original_path: str | None) -
     (`PXL_20231006_063851485`): the extension is then taken from `originalPath`.
     """
     name = original_file_name or ""
+    if "." in name.lstrip("."):  # the common case: the name has its extension
+        return name
     path_name = posixpath.basename((original_path or "").replace("\\", "/"))
     if not name:
         return path_name
