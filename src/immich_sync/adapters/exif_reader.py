@@ -2,9 +2,9 @@
 
 piexif parses a raw EXIF (TIFF) block; this module only has to find that block in each container:
 JPEG (APP1), TIFF and TIFF-based raw (DNG, CR2, NEF, ARW, RW2, ORF, PEF), WebP (piexif's own RIFF
-reader), PNG (eXIf chunk), HEIC/HEIF/AVIF (the `Exif` item of the ISO-BMFF `meta` box) Canon CR3
-(the CMT2 box) and Fujifilm RAF (its embedded JPEG). QuickTime/MP4 video has no EXIF: its `mvhd` creation time (UTC, which is how
-Immich reads video dates) is used. Only the needed bytes are read: the first 128 KiB, more only when
+reader), PNG (eXIf chunk), HEIC/HEIF/AVIF (the `Exif` item of the ISO-BMFF `meta` box), Canon
+CR3 (the CMT2 box) and Fujifilm RAF (its embedded JPEG). QuickTime/MP4 video has no EXIF: its
+`mvhd` creation time (UTC, which is how Immich reads video dates) is used. Only the needed bytes are read: the first 128 KiB, more only when
 an EXIF offset points further. Anything unreadable or corrupt gives None, never an exception.
 """
 
@@ -52,13 +52,13 @@ def read_capture_time(path: str) -> CaptureTime | None:
 def _read(handle: BinaryIO) -> CaptureTime | None:
     head = handle.read(HEAD)
     if head[:2] == b"\xff\xd8":
-        return _from_tiff(_jpeg_exif(head), handle, 0)
+        return _from_tiff(_jpeg_exif(head))
     if head[:4] in _TIFF_MAGICS or head[:4] in _RAW_MAGICS:
         return _from_tiff_file(head, handle)
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return _from_exif_dict(piexif.load(_read_all(head, handle)))
     if head[:8] == b"\x89PNG\r\n\x1a\n":
-        return _from_tiff(_png_exif(head, handle), handle, 0)
+        return _from_tiff(_png_exif(head, handle))
     if head[4:8] == b"ftyp":
         return _from_bmff(head, handle)
     if head[:16] == b"FUJIFILMCCD-RAW ":
@@ -81,17 +81,42 @@ def _from_tiff_file(head: bytes, handle: BinaryIO) -> CaptureTime | None:
             return _from_exif_dict(piexif.load(tiff))
         except (struct.error, ValueError, IndexError, KeyError):
             if len(data) < len(head) or len(data) >= MAX_TIFF_READ or len(head) < HEAD:
-                return None
+                return _from_exif_dict(_lenient_load(tiff))
             more = handle.read(min(len(data) * 8, MAX_TIFF_READ) - len(data))
             if not more:
                 return None
             data += more
 
 
-def _from_tiff(tiff: bytes | None, handle: BinaryIO, _offset: int) -> CaptureTime | None:
+def _from_tiff(tiff: bytes | None) -> CaptureTime | None:
     if not tiff or tiff[:4] not in _TIFF_MAGICS:
         return None
-    return _from_exif_dict(piexif.load(b"Exif\x00\x00" + tiff))
+    try:
+        return _from_exif_dict(piexif.load(b"Exif\x00\x00" + tiff))
+    except (struct.error, ValueError, IndexError, KeyError):
+        return _from_exif_dict(_lenient_load(tiff))
+
+
+def _lenient_load(tiff: bytes) -> dict:
+    """piexif.load gives up on the whole block when any IFD is broken (a thumbnail IFD pointing
+    past the segment, as some Kodak cameras write). Read IFD0, Exif and GPS one by one with
+    piexif's own IFD reader and keep what reads."""
+    from piexif._load import _ExifReader  # piexif 1.1.x: pinned in pyproject.toml
+
+    reader = _ExifReader(b"Exif\x00\x00" + tiff)
+    reader.endian_mark = "<" if tiff[:2] == b"II" else ">"
+    found: dict = {"0th": {}, "Exif": {}, "GPS": {}}
+    try:
+        found["0th"] = reader.get_ifd_dict(struct.unpack(reader.endian_mark + "L", tiff[4:8])[0], "0th")
+    except (struct.error, ValueError, IndexError, KeyError):
+        return found
+    for name, tag in (("Exif", piexif.ImageIFD.ExifTag), ("GPS", piexif.ImageIFD.GPSTag)):
+        if tag in found["0th"]:
+            try:
+                found[name] = reader.get_ifd_dict(found["0th"][tag], name)
+            except (struct.error, ValueError, IndexError, KeyError):
+                pass
+    return found
 
 
 def _jpeg_exif(data: bytes) -> bytes | None:
@@ -170,7 +195,7 @@ def _from_bmff(head: bytes, handle: BinaryIO) -> CaptureTime | None:
         elif kind == b"moov":
             moov = (payload, end)
     if meta is not None:
-        found = _from_tiff(_heif_exif(handle, *meta), handle, 0)
+        found = _from_tiff(_heif_exif(handle, *meta))
         if found is not None:
             return found
     if moov is not None:
@@ -272,8 +297,7 @@ def _cr3(handle: BinaryIO) -> CaptureTime | None:
             for sub, sub_payload, sub_end in _boxes(handle, payload + 16, end):
                 if sub == b"CMT2":
                     handle.seek(sub_payload)
-                    return _from_tiff(_exif_ifd_as_tiff(handle.read(min(sub_end - sub_payload, MAX_TIFF_READ))),
-                                      handle, 0)
+                    return _from_tiff(_exif_ifd_as_tiff(handle.read(min(sub_end - sub_payload, MAX_TIFF_READ))))
     return None
 
 
@@ -294,7 +318,7 @@ def _raf(handle: BinaryIO) -> CaptureTime | None:
     handle.seek(84)
     offset = struct.unpack(">I", handle.read(4))[0]
     handle.seek(offset)
-    return _from_tiff(_jpeg_exif(handle.read(HEAD)), handle, 0)
+    return _from_tiff(_jpeg_exif(handle.read(HEAD)))
 
 
 def _quicktime_created(handle: BinaryIO, start: int, end: int) -> CaptureTime | None:
