@@ -41,8 +41,8 @@ def mp4(seconds_since_1904: int, moov_last: bool = True) -> bytes:
     pytest.param(b"\xff\xd8\xff\xe1\x00\x10Exif\x00\x00II*\x00\xff\xff\xff\xff", None, id="corrupt-exif"),
     pytest.param(b"", None, id="empty-file"),
     pytest.param(b"not an image at all", None, id="text-file"),
-    pytest.param(mp4(3_800_000_000), (datetime(2024, 5, 31, 8, 26, 40), 0), id="mp4-moov-at-end-utc"),
-    pytest.param(mp4(3_800_000_000, moov_last=False), (datetime(2024, 5, 31, 8, 26, 40), 0), id="mp4-faststart"),
+    pytest.param(mp4(3_800_000_000), (datetime(2024, 5, 31, 11, 33, 20), 0), id="mp4-moov-at-end-utc"),
+    pytest.param(mp4(3_800_000_000, moov_last=False), (datetime(2024, 5, 31, 11, 33, 20), 0), id="mp4-faststart"),
     pytest.param(mp4(0), None, id="mp4-without-date"),
 ])
 def test_capture_time_of_generated_files(tmp_path, data, expected):
