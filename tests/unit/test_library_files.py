@@ -62,6 +62,7 @@ def test_capture_time_of_generated_files(tmp_path, data, expected):
     pytest.param("FujiFilm.raf", datetime(2007, 5, 22, 13, 58, 30), id="raf"),
     pytest.param("PNG.png", None, id="png-without-date"),
     pytest.param("RIFF.webp", None, id="webp-without-date"),
+    pytest.param("flower.webp", datetime(2003, 12, 14, 12, 1, 44), id="webp-exif-chunk"),
 ])
 def test_capture_time_of_real_camera_files(name, expected):
     got = read_capture_time(str(SAMPLES / name))

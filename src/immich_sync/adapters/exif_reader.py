@@ -1,8 +1,8 @@
 """A file's capture date-time, read inside this project with piexif.
 
 piexif parses a raw EXIF (TIFF) block; this module only has to find that block in each container:
-JPEG (APP1), TIFF and TIFF-based raw (DNG, CR2, NEF, ARW, RW2, ORF, PEF), WebP (piexif's own RIFF
-reader), PNG (eXIf chunk), HEIC/HEIF/AVIF (the `Exif` item of the ISO-BMFF `meta` box), Canon
+JPEG (APP1), TIFF and TIFF-based raw (DNG, CR2, NEF, ARW, RW2, ORF, PEF), WebP (the RIFF `EXIF`
+chunk), PNG (eXIf chunk), HEIC/HEIF/AVIF (the `Exif` item of the ISO-BMFF `meta` box), Canon
 CR3 (the CMT2 box) and Fujifilm RAF (its embedded JPEG). QuickTime/MP4 video has no EXIF: its
 `mvhd` creation time (UTC, which is how Immich reads video dates) is used. Only the needed bytes are read: the first 128 KiB, more only when
 an EXIF offset points further. Anything unreadable or corrupt gives None, never an exception.
@@ -56,7 +56,7 @@ def _read(handle: BinaryIO) -> CaptureTime | None:
     if head[:4] in _TIFF_MAGICS or head[:4] in _RAW_MAGICS:
         return _from_tiff_file(head, handle)
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return _from_exif_dict(piexif.load(_read_all(head, handle)))
+        return _from_tiff(_webp_exif(handle))
     if head[:8] == b"\x89PNG\r\n\x1a\n":
         return _from_tiff(_png_exif(head, handle))
     if head[4:8] == b"ftyp":
@@ -66,57 +66,57 @@ def _read(handle: BinaryIO) -> CaptureTime | None:
     return None
 
 
-def _read_all(head: bytes, handle: BinaryIO, limit: int = MAX_TIFF_READ) -> bytes:
-    if len(head) < HEAD:
-        return head
-    return head + handle.read(limit - len(head))
-
-
 def _from_tiff_file(head: bytes, handle: BinaryIO) -> CaptureTime | None:
     """Raw and TIFF files: try the first 128 KiB; read more only when an IFD points beyond it."""
     data = head
     while True:
         tiff = _RAW_MAGICS.get(data[:4], data[:4]) + data[4:]
         try:
-            return _from_exif_dict(piexif.load(tiff))
-        except (struct.error, ValueError, IndexError, KeyError):
+            return _date_from_tiff(tiff, strict=True)
+        except _IFD_ERRORS:
             if len(data) < len(head) or len(data) >= MAX_TIFF_READ or len(head) < HEAD:
-                return _from_exif_dict(_lenient_load(tiff))
+                return _date_from_tiff(tiff)
             more = handle.read(min(len(data) * 8, MAX_TIFF_READ) - len(data))
             if not more:
-                return None
+                return _date_from_tiff(tiff)
             data += more
 
 
 def _from_tiff(tiff: bytes | None) -> CaptureTime | None:
     if not tiff or tiff[:4] not in _TIFF_MAGICS:
         return None
-    try:
-        return _from_exif_dict(piexif.load(b"Exif\x00\x00" + tiff))
-    except (struct.error, ValueError, IndexError, KeyError):
-        return _from_exif_dict(_lenient_load(tiff))
+    return _date_from_tiff(tiff)
 
 
-def _lenient_load(tiff: bytes) -> dict:
-    """piexif.load gives up on the whole block when any IFD is broken (a thumbnail IFD pointing
-    past the segment, as some Kodak cameras write). Read IFD0, Exif and GPS one by one with
-    piexif's own IFD reader and keep what reads."""
-    from piexif._load import _ExifReader  # piexif 1.1.x: pinned in pyproject.toml
+_IFD_ERRORS = (struct.error, ValueError, IndexError, KeyError, TypeError)
+
+
+def _date_from_tiff(tiff: bytes, strict: bool = False) -> CaptureTime | None:
+    """The capture time in a TIFF block, reading only the IFDs that can hold it with piexif's IFD
+    reader: IFD0, then the Exif IFD, and the GPS IFD only when neither has a date. The thumbnail
+    IFD is never read, so a broken one (as some Kodak cameras and editors write) loses nothing.
+    `strict` raises on an IFD that cannot be read, so that the caller can read more of the file."""
+    from piexif._load import _ExifReader  # piexif 1.1.x, pinned in pyproject.toml
 
     reader = _ExifReader(b"Exif\x00\x00" + tiff)
     reader.endian_mark = "<" if tiff[:2] == b"II" else ">"
-    found: dict = {"0th": {}, "Exif": {}, "GPS": {}}
-    try:
-        found["0th"] = reader.get_ifd_dict(struct.unpack(reader.endian_mark + "L", tiff[4:8])[0], "0th")
-    except (struct.error, ValueError, IndexError, KeyError):
+
+    def ifd(pointer: object, name: str) -> dict:
+        if not isinstance(pointer, int):
+            return {}
+        try:
+            return reader.get_ifd_dict(pointer, name)
+        except _IFD_ERRORS:
+            if strict:
+                raise
+            return {}
+
+    ifd0 = ifd(struct.unpack(reader.endian_mark + "L", tiff[4:8])[0] if len(tiff) >= 8 else None, "0th")
+    exif = ifd(ifd0.get(piexif.ImageIFD.ExifTag), "Exif")
+    found = _date_in(exif) or _date_in(ifd0)  # CR3 and some TIFFs put Exif tags in IFD0
+    if found is not None:
         return found
-    for name, tag in (("Exif", piexif.ImageIFD.ExifTag), ("GPS", piexif.ImageIFD.GPSTag)):
-        if tag in found["0th"]:
-            try:
-                found[name] = reader.get_ifd_dict(found["0th"][tag], name)
-            except (struct.error, ValueError, IndexError, KeyError):
-                pass
-    return found
+    return _gps_time(ifd(ifd0.get(piexif.ImageIFD.GPSTag), "GPS"))
 
 
 def _jpeg_exif(data: bytes) -> bytes | None:
@@ -135,6 +135,21 @@ def _jpeg_exif(data: bytes) -> bytes | None:
             return segment[6:]
         pos += 2 + length
     return None
+
+
+def _webp_exif(handle: BinaryIO) -> bytes | None:
+    """WebP's EXIF chunk (RIFF chunks are walked by seeking; the chunk follows the image data)."""
+    pos = 12
+    while True:
+        handle.seek(pos)
+        header = handle.read(8)
+        if len(header) < 8:
+            return None
+        kind, length = header[:4], struct.unpack("<I", header[4:])[0]
+        if kind == b"EXIF":
+            data = handle.read(min(length, MAX_TIFF_READ))
+            return data[6:] if data[:6] == b"Exif\x00\x00" else data
+        pos += 8 + length + (length & 1)
 
 
 def _png_exif(head: bytes, handle: BinaryIO) -> bytes | None:
@@ -334,21 +349,19 @@ def _quicktime_created(handle: BinaryIO, start: int, end: int) -> CaptureTime | 
                        source="QuickTime:CreateDate")
 
 
-def _from_exif_dict(exif: dict) -> CaptureTime | None:
-    for ifd_name in ("Exif", "0th"):  # CR3 CMT2 and some TIFFs put Exif tags in IFD0
-        ifd = exif.get(ifd_name) or {}
-        for date_tag, subsec_tag, offset_tag, name in _DATE_TAGS:
-            moment = _parse_date(ifd.get(date_tag))
-            if moment is None:
-                continue
-            subsec = ifd.get(subsec_tag)
-            if isinstance(subsec, bytes):
-                digits = subsec.strip(b"\x00 ").decode("ascii", "ignore")
-                if digits.isdigit():
-                    moment = moment.replace(microsecond=int((digits + "000000")[:6]))
-                    name = "SubSec" + name
-            return CaptureTime(local=moment, offset_minutes=_parse_offset(ifd.get(offset_tag)), source=name)
-    return _gps_time(exif.get("GPS") or {})
+def _date_in(ifd: dict) -> CaptureTime | None:
+    for date_tag, subsec_tag, offset_tag, name in _DATE_TAGS:
+        moment = _parse_date(ifd.get(date_tag))
+        if moment is None:
+            continue
+        subsec = ifd.get(subsec_tag)
+        if isinstance(subsec, bytes):
+            digits = subsec.strip(b"\x00 ").decode("ascii", "ignore")
+            if digits.isdigit():
+                moment = moment.replace(microsecond=int((digits + "000000")[:6]))
+                name = "SubSec" + name
+        return CaptureTime(local=moment, offset_minutes=_parse_offset(ifd.get(offset_tag)), source=name)
+    return None
 
 
 def _parse_date(value: object) -> datetime | None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -101,6 +102,10 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
     started = time.monotonic()
     result = ExtractResult()
     with repo.lock():
+        # The folder is walked while the cache loads and the server answers: the walk waits on the
+        # disk, the load on the CPU. A daemon thread, so that a bad cache file ends the run at once.
+        progress.stage("scanning", None)
+        scan = _in_background(library.scan, request.target)
         cache = repo.load()  # a foreign, corrupt or newer file stops the run here, untouched
         checkpoint = repo.load_checkpoint()
         if checkpoint is not None and checkpoint.target == request.target:
@@ -119,8 +124,7 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
         result.server_version = info.version_text
         cache.server = {"url": info.url, "version": info.version_text, "userId": info.user_id}
 
-        progress.stage("scanning", None)
-        index = library.scan(request.target)
+        index = scan.result()
         result.files_scanned = len(index)
         progress.advance(len(index))
         log.info("scanned %s: %d candidate files", request.target, len(index))
@@ -168,6 +172,19 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
         repo.drop_checkpoint()
     progress.close()
     return result
+
+
+def _in_background(function: Callable[..., Any], *args: Any) -> Future:
+    future: Future = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(function(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+            future.set_exception(exc)
+
+    threading.Thread(target=work, daemon=True, name="scan").start()
+    return future
 
 
 def _process(raw: dict[str, Any], cache: ImmichCache, index, library: LibraryReader, policy: MatchPolicy,
