@@ -96,6 +96,9 @@ def test_reads_only_the_head_of_a_big_file(tmp_path, monkeypatch):
         def seek(self, *a):
             return self.f.seek(*a)
 
+        def fileno(self):
+            return self.f.fileno()
+
     monkeypatch.setattr("builtins.open", lambda p, mode="r", *a, **k: Counting(real_open(p, mode, *a, **k)))
     assert read_capture_time(path).local == TAKEN
     assert sum(reads) <= 128 * 1024

@@ -11,6 +11,7 @@ an EXIF offset points further. Anything unreadable or corrupt gives None, never 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import struct
 from datetime import datetime, timedelta, timezone
@@ -50,7 +51,9 @@ def read_capture_time(path: str) -> CaptureTime | None:
 
 
 def _read(handle: BinaryIO) -> CaptureTime | None:
-    head = handle.read(HEAD)
+    # Ask for no more than the file holds: read(n) allocates n bytes first, and most files of a
+    # test library (and all sidecar-sized ones) are far smaller than HEAD.
+    head = handle.read(min(HEAD, os.fstat(handle.fileno()).st_size))
     if head[:2] == b"\xff\xd8":
         return _from_tiff(_jpeg_exif(head))
     if head[:4] in _TIFF_MAGICS or head[:4] in _RAW_MAGICS:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Protocol
 
 from attrs import frozen
 
@@ -35,8 +36,8 @@ class MatchPolicy:
     verify: bool = False  # hash a unique candidate to confirm (EXACT) or demote (LOW) it
 
 
-class FileFacts:
-    """What the matcher may ask about a file: its capture time and its SHA1 (the LibraryReader port)."""
+class FileFacts(Protocol):
+    """What the matcher may ask about a file: its capture time and its SHA1 (part of the LibraryReader port)."""
 
     def capture_time(self, path: str) -> CaptureTime | None: ...
 
