@@ -135,23 +135,24 @@ class ImmichCache:
         return list(self._nodes)
 
     # --- write
-    def upsert(self, raw: Mapping[str, Any], now: datetime) -> Upsert:
+    def upsert(self, raw: dict[str, Any], now: datetime) -> Upsert:
         """Add an asset, or replace it when the server's updatedAt is newer. Says which happened.
 
         A replaced asset keeps its match until the caller matches it again, and an asset seen
-        again is no longer marked gone.
+        again is no longer marked gone. The cache keeps `raw` itself (no copy): hand it a dict
+        you will not change afterwards, such as one just parsed from the server's answer.
         """
         asset_id = str(raw["id"])
         node = self._nodes.get(asset_id)
         if node is None:
-            node = CacheNode(id=asset_id, asset_raw=dict(raw), cached_at=now)
+            node = CacheNode(id=asset_id, asset_raw=raw, cached_at=now)
             self._nodes[asset_id] = node
             self.index.add(node)
             return Upsert.ADDED
         node.gone_since = None
         if not is_newer(raw, node.asset_raw):
             return Upsert.UNCHANGED
-        node.asset_raw = dict(raw)
+        node.asset_raw = raw
         node._asset = None
         node.cached_at = now
         self.index.refresh(node)

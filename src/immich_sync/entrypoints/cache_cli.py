@@ -211,6 +211,18 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a disk full, a folder not writable: say which file
+        if verbose:
+            traceback.print_exc()
+        print(f"{PROG}: error: {exc.strerror or exc}: {exc.filename or ''} "
+              f"({cache_path or 'the cache'} is unchanged)", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug: still one line, the traceback with --verbose
+        if verbose:
+            traceback.print_exc()
+        print(f"{PROG}: internal error: {type(exc).__name__}: {exc} (run with --verbose for the "
+              f"traceback; {cache_path or 'the cache'} is unchanged)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         where = f"{cache_path} is unchanged" if cache_path else "nothing was changed"
         print(f"\n{PROG}: interrupted; {where} (work done so far is kept in a checkpoint and the next "

@@ -107,6 +107,7 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
         progress.stage("scanning", None)
         scan = _in_background(library.scan, request.target)
         cache = repo.load()  # a foreign, corrupt or newer file stops the run here, untouched
+        log.info("cache loaded: %d assets", len(cache))
         checkpoint = repo.load_checkpoint()
         if checkpoint is not None and checkpoint.target == request.target:
             log.info("resuming from the checkpoint of an interrupted run")
@@ -147,7 +148,9 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
                         time.monotonic() - last_checkpoint > request.checkpoint_seconds and since_checkpoint):
                     repo.save_checkpoint(cache)
                     last_checkpoint, since_checkpoint = time.monotonic(), 0
+            log.info("fetched and matched %d assets", result.fetched)
             albums, tags = albums_future.result(), tags_future.result()
+            log.info("album and tag membership fetched")
         except BaseException:
             source.cancel()  # Ctrl-C or a failure: the membership passes stop at their next request
             pool.shutdown(wait=False, cancel_futures=True)
@@ -170,6 +173,7 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
                        "album": request.album_id, **result.summary()})
         repo.save(cache)
         repo.drop_checkpoint()
+        log.info("cache saved")
     progress.close()
     return result
 
