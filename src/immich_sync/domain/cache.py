@@ -91,7 +91,10 @@ class CacheNode:
 
 def is_newer(incoming: Mapping[str, Any], cached: Mapping[str, Any]) -> bool:
     """The update rule: replace a cached asset only when Immich's updatedAt is strictly newer."""
-    new, old = parse_instant(incoming.get("updatedAt")), parse_instant(cached.get("updatedAt"))
+    new_text, old_text = incoming.get("updatedAt"), cached.get("updatedAt")
+    if new_text == old_text and new_text is not None:
+        return False  # the common case on a re-run: the same text is the same instant
+    new, old = parse_instant(new_text), parse_instant(old_text)
     if new is not None and old is not None:
         return new > old
     if new is not None:

@@ -207,15 +207,16 @@ def _process(raw: dict[str, Any], cache: ImmichCache, index, library: LibraryRea
     else:
         result.unchanged += 1
     note = outcome.value
-    if outcome is not Upsert.UNCHANGED or needs_rematch(node.match_summary(), index):
+    match = node.match_summary()
+    if outcome is not Upsert.UNCHANGED or needs_rematch(match, index):
         if outcome is Upsert.UNCHANGED:
             result.rematched += 1
             note = "unchanged, matched again"
         cache.set_match(asset_id, match_asset(node.asset, index, library, policy, moment))
         result.matched += 1
+        match = node.match_summary()
     else:
         note = "unchanged, match kept"
-    match = node.match_summary()
     if match is not None:
         result.by_status[match.status] += 1
         result.by_method[match.method] += 1
