@@ -134,19 +134,25 @@ def test_env_file_option(setup):
     assert cli(tmp, env, "Photos", "--env=server.env", "-q").returncode == 0
 
 
+def start_slow_run(fake, tmp, env, latency=0.5):
+    """Start the command against a slow server and return once it is fetching assets."""
+    fake.latency = latency
+    fake.requests.clear()
+    proc = subprocess.Popen([sys.executable, "-m", "immich_sync", "Photos"], cwd=tmp, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not any(p[1] == "/api/search/metadata" for p in fake.requests) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proc
+
+
 def test_killed_run_keeps_the_old_cache_and_the_next_run_completes(setup):
     fake, tmp, env, ids = setup
     assert cli(tmp, env, "Photos").returncode == 0
     before = (tmp / "log" / "cache_Photos.json").read_bytes()
     for asset_id in ids:
         fake.touch(asset_id, "2026-09-01T00:00:00.000Z")
-    fake.latency = 0.5  # every request is slow: the run is mid-way when killed
-    fake.requests.clear()
-    proc = subprocess.Popen([sys.executable, "-m", "immich_sync", "Photos"], cwd=tmp, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 20
-    while not any(p[1] == "/api/search/metadata" for p in fake.requests) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    proc = start_slow_run(fake, tmp, env)  # every request is slow: the run is mid-way when killed
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     assert (tmp / "log" / "cache_Photos.json").read_bytes() == before
@@ -197,13 +203,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_cache(setup):
     before = (tmp / "log" / "cache_Photos.json").read_bytes()
     for asset_id in ids:
         fake.touch(asset_id, "2026-09-01T00:00:00.000Z")
-    fake.latency = 0.5
-    fake.requests.clear()
-    proc = subprocess.Popen([sys.executable, "-m", "immich_sync", "Photos"], cwd=tmp, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while not any(p[1] == "/api/search/metadata" for p in fake.requests) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    proc = start_slow_run(fake, tmp, env)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err

@@ -140,35 +140,32 @@ def _jpeg_exif(data: bytes) -> bytes | None:
     return None
 
 
-def _webp_exif(handle: BinaryIO) -> bytes | None:
-    """WebP's EXIF chunk (RIFF chunks are walked by seeking; the chunk follows the image data)."""
-    pos = 12
+def _chunk(handle: BinaryIO, pos: int, wanted: bytes, header: str, trailer: int, pad: bool) -> bytes | None:
+    """Walk a chunked file (RIFF, PNG) by seeking from `pos` to the chunk `wanted`; its data, or None.
+    `header` unpacks (kind, length) or (length, kind); `trailer` bytes (PNG's CRC) follow the data."""
     while True:
         handle.seek(pos)
-        header = handle.read(8)
-        if len(header) < 8:
+        raw = handle.read(8)
+        if len(raw) < 8:
             return None
-        kind, length = header[:4], struct.unpack("<I", header[4:])[0]
-        if kind == b"EXIF":
-            data = handle.read(min(length, MAX_TIFF_READ))
-            return data[6:] if data[:6] == b"Exif\x00\x00" else data
-        pos += 8 + length + (length & 1)
-
-
-def _png_exif(head: bytes, handle: BinaryIO) -> bytes | None:
-    """PNG 1.5's eXIf chunk (it may follow the image data, so chunks are walked by seeking)."""
-    pos = 8
-    while True:
-        handle.seek(pos)
-        header = handle.read(8)
-        if len(header) < 8:
-            return None
-        length, kind = struct.unpack(">I4s", header)
-        if kind == b"eXIf":
+        first, second = struct.unpack(header, raw)
+        kind, length = (first, second) if isinstance(first, bytes) else (second, first)
+        if kind == wanted:
             return handle.read(min(length, MAX_TIFF_READ))
         if kind == b"IEND":
             return None
-        pos += 12 + length
+        pos += 8 + length + trailer + (length & 1 if pad else 0)
+
+
+def _webp_exif(handle: BinaryIO) -> bytes | None:
+    """WebP's EXIF chunk (it follows the image data; some writers keep an "Exif" header before the TIFF block)."""
+    data = _chunk(handle, 12, b"EXIF", "<4sI", trailer=0, pad=True)
+    return data[6:] if data and data[:6] == b"Exif\x00\x00" else data
+
+
+def _png_exif(head: bytes, handle: BinaryIO) -> bytes | None:
+    """PNG 1.5's eXIf chunk (it may follow the image data)."""
+    return _chunk(handle, 8, b"eXIf", ">I4s", trailer=4, pad=False)
 
 
 def _boxes(handle: BinaryIO, start: int, end: int | None):
