@@ -210,3 +210,35 @@ def test_lock_of_a_killed_process_does_not_block(tmp_path):
     with open_cache(path) as cache:  # no error: the OS dropped the dead process's lock
         cache.upsert({"id": "a", "updatedAt": "2026-01-01T00:00:00Z"}, T0)
     assert load_cache(path).ids() == ["a"]
+
+
+def test_one_line_per_asset_and_untouched_nodes_written_back_as_read(tmp_path):
+    path = tmp_path / "cache.json"
+    save_cache(sample_cache(), path)
+    first = path.read_bytes()
+    json.loads(first)  # plain JSON for any other tool
+    node_lines = [line for line in first.split(b"\n") if line.startswith(b'    "') and b'"asset":' in line]
+    assert len(node_lines) == len(sample_cache())
+    cache = load_cache(path)
+    save_cache(cache, path)  # nothing changed: every node's line is the one read
+    second = path.read_bytes()
+    assert [line for line in second.split(b"\n") if b'"asset":' in line] == node_lines
+    some = cache.ids()[5]
+    cache.mark_gone(some, T0)
+    save_cache(cache, path)
+    changed = [line for line in path.read_bytes().split(b"\n") if b'"asset":' in line]
+    assert sum(a != b for a, b in zip(changed, node_lines)) == 1
+    assert load_cache(path).get(some).gone_since == T0
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.9, 0.999])
+def test_a_truncated_file_is_refused_and_kept(tmp_path, cut):
+    path = tmp_path / "cache.json"
+    save_cache(sample_cache(), path)
+    data = path.read_bytes()[: int(len(path.read_bytes()) * cut)]
+    path.write_bytes(data)
+    with pytest.raises(CacheFileError) as raised:
+        with open_cache(path):
+            pass
+    assert str(path) in str(raised.value)
+    assert path.read_bytes() == data

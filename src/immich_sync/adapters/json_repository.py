@@ -18,6 +18,7 @@ from filelock import FileLock, Timeout
 
 from .. import __version__
 from ..domain.cache import FORMAT_VERSION, CacheNode, ImmichCache
+from ..domain.index import raw_day, raw_name_key
 from ..domain.match import Check, Confidence, DateEvidence, Evidence, MatchResult, Status
 from ..domain.timestamps import format_instant, parse_instant
 from ..errors import CacheFileError, CacheLocked
@@ -64,6 +65,19 @@ def _time(value: datetime | None) -> str | None:
 
 
 def encode_cache(cache: ImmichCache, saved_at: datetime) -> dict[str, Any]:
+    """The file's document as plain data ("assets" last, as the node-per-line layout needs)."""
+    return {**_header(cache, saved_at), "assets": {node.id: encode_node(node) for node in cache}}
+
+
+def encode_cache_bytes(cache: ImmichCache, saved_at: datetime) -> bytes:
+    """The file's bytes: indented, so that each asset node is one line; a node nothing changed
+    since it was read is written back as the bytes it was read from (no decoding, no encoding)."""
+    assets = {node.id: orjson.Fragment(node.stored if node.stored is not None else orjson.dumps(encode_node(node)))
+              for node in cache}
+    return orjson.dumps({**_header(cache, saved_at), "assets": assets}, option=orjson.OPT_INDENT_2)
+
+
+def _header(cache: ImmichCache, saved_at: datetime) -> dict[str, Any]:
     stats = cache.stats()
     stats.pop("last_run")
     return {
@@ -76,7 +90,6 @@ def encode_cache(cache: ImmichCache, saved_at: datetime) -> dict[str, Any]:
         "runs": cache.runs,
         "albums": {aid: {"albumName": name} for aid, name in cache.albums.items()},
         "tags": {tid: {"value": value} for tid, value in cache.tags.items()},
-        "assets": {node.id: encode_node(node) for node in cache},
     }
 
 
@@ -112,8 +125,7 @@ def _checked_match(doc: Any, asset_id: str) -> dict[str, Any] | None:
     return doc
 
 
-def decode_cache(doc: Any, source: str) -> ImmichCache:
-    """Build an ImmichCache from a parsed file, or raise CacheFileError naming `source`."""
+def _check_header(doc: Any, source: str) -> None:
     if not isinstance(doc, dict) or "version" not in doc or not isinstance(doc.get("assets"), dict):
         raise CacheFileError(f"{source}: not an immich-sync cache file (no \"version\" and \"assets\")")
     version = doc["version"]
@@ -123,6 +135,23 @@ def decode_cache(doc: Any, source: str) -> ImmichCache:
         raise CacheFileError(
             f"{source}: written by a newer immich-sync (cache format {version}; this version reads "
             f"{FORMAT_VERSION}); upgrade immich-sync or use another --cache file")
+
+
+def _finish(cache: ImmichCache, doc: dict[str, Any]) -> ImmichCache:
+    cache.albums = {aid: a["albumName"] for aid, a in (doc.get("albums") or {}).items()}
+    cache.tags = {tid: t["value"] for tid, t in (doc.get("tags") or {}).items()}
+    cache.target = doc.get("target")
+    cache.server = dict(doc.get("server") or {})
+    cache.runs = list(doc.get("runs") or [])
+    return cache
+
+
+_DAMAGE = (KeyError, TypeError, ValueError, AttributeError, IndexError, cattrs.BaseValidationError)
+
+
+def decode_cache(doc: Any, source: str) -> ImmichCache:
+    """Build an ImmichCache from a parsed file, or raise CacheFileError naming `source`."""
+    _check_header(doc, source)
     try:
         nodes = [
             CacheNode(
@@ -137,15 +166,48 @@ def decode_cache(doc: Any, source: str) -> ImmichCache:
             )
             for asset_id, node in doc["assets"].items()
         ]
-        cache = ImmichCache.from_nodes(nodes)
-        cache.albums = {aid: a["albumName"] for aid, a in (doc.get("albums") or {}).items()}
-        cache.tags = {tid: t["value"] for tid, t in (doc.get("tags") or {}).items()}
-    except (KeyError, TypeError, ValueError, AttributeError, cattrs.BaseValidationError) as exc:
+        return _finish(ImmichCache.from_nodes(nodes), doc)
+    except _DAMAGE as exc:
         raise CacheFileError(f"{source}: damaged cache file ({type(exc).__name__}: {exc})") from None
-    cache.target = doc.get("target")
-    cache.server = dict(doc.get("server") or {})
-    cache.runs = list(doc.get("runs") or [])
-    return cache
+
+
+_ASSETS_LINE = b'\n  "assets": {\n'
+_ASSETS_END = b'\n  }\n}'
+
+
+def _asset_of(stored: bytes) -> dict[str, Any]:
+    return orjson.loads(stored)["asset"]
+
+
+def decode_cache_bytes(data: bytes, source: str) -> ImmichCache:
+    """Read a file this module wrote node per line: each node is parsed once for the fields the
+    indexes need and kept as its bytes; any other layout is parsed whole."""
+    at = data.find(_ASSETS_LINE)
+    end = data.rfind(_ASSETS_END)
+    if at < 0 or end < at:
+        return decode_cache(orjson.loads(data), source)
+    header = orjson.loads(data[:at] + b'\n  "assets": {}\n}')
+    _check_header(header, source)
+    nodes = []
+    try:
+        for line in data[at + len(_ASSETS_LINE):end].split(b"\n"):
+            line = line.strip()
+            if line.endswith(b","):
+                line = line[:-1]
+            colon = line.index(b'": ')
+            asset_id, stored = orjson.loads(line[:colon + 1]), line[colon + 3:]
+            node = orjson.loads(stored)
+            raw = node["asset"]
+            nodes.append(CacheNode(
+                id=asset_id, stored=stored, parse=_asset_of,
+                name_key=raw_name_key(raw), day=raw_day(raw), updated_text=raw.get("updatedAt"),
+                stored_match=_checked_match(node.get("match"), asset_id), decode=_decode_stored,
+                albums=tuple(node.get("albums") or ()), tags=tuple(node.get("tags") or ()),
+                cached_at=parse_instant(node.get("cachedAt")), gone_since=parse_instant(node.get("goneSince")),
+            ))
+        return _finish(ImmichCache.from_nodes(nodes), header)
+    except _DAMAGE as exc:
+        raise CacheFileError(f"{source}: damaged cache file ({type(exc).__name__}: {exc})") from None
 
 
 @contextmanager
@@ -167,10 +229,9 @@ def read_cache_file(path: Path) -> ImmichCache:
         raise CacheFileError(f"{path}: cannot read the cache file ({exc.strerror or exc})") from None
     with _gc_paused():
         try:
-            doc = orjson.loads(data)
+            return decode_cache_bytes(data, str(path))
         except orjson.JSONDecodeError as exc:
             raise CacheFileError(f"{path}: not a valid JSON cache file (corrupt or truncated: {exc})") from None
-        return decode_cache(doc, str(path))
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -250,4 +311,4 @@ class JsonCacheRepository:
 
     def _encode(self, cache: ImmichCache) -> bytes:
         with _gc_paused():
-            return orjson.dumps(encode_cache(cache, self._now()))
+            return encode_cache_bytes(cache, self._now())

@@ -15,7 +15,7 @@ from typing import Any
 from attrs import define, field
 
 from .asset import Asset
-from .index import CacheIndex
+from .index import CacheIndex, raw_day, raw_name_key
 from .match import MatchResult, MatchSummary, Status
 from .timestamps import parse_instant
 
@@ -33,13 +33,15 @@ class Upsert(str, enum.Enum):
 class CacheNode:
     """One asset in the cache: the server's dict untouched, its match and its memberships.
 
-    A node loaded from a file may keep its match in the file's form (`stored_match`) with the
-    repository's `decode`: the MatchResult is built on first use, so loading 100,000 nodes builds
-    none, and an untouched match is written back as it was read.
+    A node read from a file may arrive as the file had it (`stored`, with the repository's
+    `parse`): the asset dict and the MatchResult are then built on first use, so loading 100,000
+    nodes builds neither, memory holds compact bytes, and a node nothing changed is written back as
+    it was read. `name_key`, `day` and `updated_text` (what indexes and the update rule need) are
+    given by the repository then, or derived from the dict.
     """
 
     id: str
-    asset_raw: dict[str, Any]
+    _asset_raw: dict[str, Any] | None = field(default=None, alias="asset_raw")
     _match: MatchResult | None = field(default=None, alias="match")
     albums: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
@@ -48,7 +50,35 @@ class CacheNode:
     _stored_match: Mapping[str, Any] | None = field(default=None, alias="stored_match", eq=False, repr=False)
     _decode: Callable[[Mapping[str, Any]], MatchResult] | None = field(default=None, alias="decode",
                                                                         eq=False, repr=False)
+    stored: bytes | None = field(default=None, eq=False, repr=False)
+    _parse: Callable[[bytes], dict[str, Any]] | None = field(default=None, alias="parse", eq=False, repr=False)
+    name_key: str = field(default="", eq=False, repr=False)
+    day: str | None = field(default=None, eq=False, repr=False)
+    updated_text: str | None = field(default=None, eq=False, repr=False)
     _asset: Asset | None = field(default=None, init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self._asset_raw is not None:
+            self._derive(self._asset_raw)
+
+    def _derive(self, raw: Mapping[str, Any]) -> None:
+        self.name_key, self.day, self.updated_text = raw_name_key(raw), raw_day(raw), raw.get("updatedAt")
+
+    @property
+    def asset_raw(self) -> dict[str, Any]:
+        """The AssetResponseDto exactly as the server returned it."""
+        if self._asset_raw is None and self.stored is not None and self._parse is not None:
+            self._asset_raw = self._parse(self.stored)
+        return self._asset_raw if self._asset_raw is not None else {"id": self.id}
+
+    def replace_raw(self, raw: dict[str, Any]) -> None:
+        self._asset_raw, self._asset = raw, None
+        self._derive(raw)
+        self.changed()
+
+    def changed(self) -> None:
+        """Something differs from what the file holds: it must be encoded again when saved."""
+        self.stored = None
 
     @property
     def asset(self) -> Asset:
@@ -66,6 +96,7 @@ class CacheNode:
     @match.setter
     def match(self, value: MatchResult | None) -> None:
         self._match, self._stored_match = value, None
+        self.changed()
 
     @property
     def stored_match(self) -> Mapping[str, Any] | None:
@@ -89,9 +120,10 @@ class CacheNode:
         return None if self._match is None else self._match.summary()
 
 
-def is_newer(incoming: Mapping[str, Any], cached: Mapping[str, Any]) -> bool:
+def is_newer(incoming: Mapping[str, Any], cached: Mapping[str, Any] | CacheNode) -> bool:
     """The update rule: replace a cached asset only when Immich's updatedAt is strictly newer."""
-    new_text, old_text = incoming.get("updatedAt"), cached.get("updatedAt")
+    old_text = cached.updated_text if isinstance(cached, CacheNode) else cached.get("updatedAt")
+    new_text = incoming.get("updatedAt")
     if new_text == old_text and new_text is not None:
         return False  # the common case on a re-run: the same text is the same instant
     new, old = parse_instant(new_text), parse_instant(old_text)
@@ -99,7 +131,8 @@ def is_newer(incoming: Mapping[str, Any], cached: Mapping[str, Any]) -> bool:
         return new > old
     if new is not None:
         return True  # the cached copy has no date: a dated answer is better
-    return old is None and incoming != cached
+    cached_raw = cached.asset_raw if isinstance(cached, CacheNode) else cached
+    return old is None and incoming != cached_raw
 
 
 class ImmichCache:
@@ -152,11 +185,12 @@ class ImmichCache:
             self._nodes[asset_id] = node
             self.index.add(node)
             return Upsert.ADDED
-        node.gone_since = None
-        if not is_newer(raw, node.asset_raw):
+        if node.gone_since is not None:
+            node.gone_since = None
+            node.changed()
+        if not is_newer(raw, node):
             return Upsert.UNCHANGED
-        node.asset_raw = raw
-        node._asset = None
+        node.replace_raw(raw)
         node.cached_at = now
         self.index.refresh(node)
         return Upsert.UPDATED
@@ -181,6 +215,7 @@ class ImmichCache:
         if node.gone_since is not None:
             return False
         node.gone_since = now
+        node.changed()
         return True
 
     def replace_albums(self, names: Mapping[str, str], members: Mapping[str, Iterable[str]]) -> None:
@@ -202,6 +237,7 @@ class ImmichCache:
             new = tuple(sorted(per_asset.get(node.id, ())))
             if getattr(node, attribute) != new:
                 setattr(node, attribute, new)
+                node.changed()
                 self.index.refresh(node)
 
     def clear(self) -> None:

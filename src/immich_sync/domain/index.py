@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .names import asset_file_name, normalise_name
 
@@ -22,14 +22,14 @@ def path_key(path: str) -> str:
     return unicodedata.normalize("NFC", path)
 
 
-def node_name_key(node: "CacheNode") -> str:
-    raw = node.asset_raw
+def raw_name_key(raw: Mapping[str, Any]) -> str:
+    """The name index's key for an asset dict."""
     return normalise_name(asset_file_name(raw.get("originalFileName"), raw.get("originalPath")))
 
 
-def node_day(node: "CacheNode") -> str | None:
+def raw_day(raw: Mapping[str, Any]) -> str | None:
     """The capture day as the photographer saw it: the date part of Immich's `localDateTime`."""
-    value = node.asset_raw.get("localDateTime")
+    value = raw.get("localDateTime")
     if isinstance(value, str) and _DAY.match(value):
         return value[:10]
     return None
@@ -64,7 +64,7 @@ class CacheIndex:
 
     def add(self, node: "CacheNode") -> None:
         node_id = node.id
-        name, path, day = node_name_key(node), node_found_path(node), node_day(node)
+        name, path, day = node.name_key, node_found_path(node), node.day
         self._keys[node_id] = (name, path, day, node.tags, node.albums)
         self._by_name[name].add(node_id)
         if path is not None:
