@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import cattrs
 import orjson
@@ -171,31 +171,36 @@ def decode_cache(doc: Any, source: str) -> ImmichCache:
         raise CacheFileError(f"{source}: damaged cache file ({type(exc).__name__}: {exc})") from None
 
 
-_ASSETS_LINE = b'\n  "assets": {\n'
-_ASSETS_END = b'\n  }\n}'
+_ASSETS_LINE = b'  "assets": {\n'
+_ASSETS_END = b"  }\n"
 
 
 def _asset_of(stored: bytes) -> dict[str, Any]:
     return orjson.loads(stored)["asset"]
 
 
-def decode_cache_bytes(data: bytes, source: str) -> ImmichCache:
-    """Read a file this module wrote node per line: each node is parsed once for the fields the
-    indexes need and kept as its bytes; any other layout is parsed whole."""
-    at = data.find(_ASSETS_LINE)
-    end = data.rfind(_ASSETS_END)
-    if at < 0 or end < at:
-        return decode_cache(orjson.loads(data), source)
-    header = orjson.loads(data[:at] + b'\n  "assets": {}\n}')
+def read_node_lines(handle: BinaryIO, source: str) -> ImmichCache:
+    """Read a file this module wrote (node per line) line by line: each node is parsed once for
+    the fields the indexes need and kept as its bytes, and the file is never held whole in memory.
+    Any other layout of the same JSON is parsed whole."""
+    header_lines = []
+    for line in handle:
+        if line == _ASSETS_LINE:
+            break
+        header_lines.append(line)
+    else:
+        handle.seek(0)
+        return decode_cache(orjson.loads(handle.read()), source)
+    header = orjson.loads(b"".join(header_lines) + b'  "assets": {}\n}')
     _check_header(header, source)
     nodes = []
     try:
-        for line in data[at + len(_ASSETS_LINE):end].split(b"\n"):
-            line = line.strip()
-            if line.endswith(b","):
-                line = line[:-1]
+        for line in handle:
+            if line == _ASSETS_END:
+                break
             colon = line.index(b'": ')
-            asset_id, stored = orjson.loads(line[:colon + 1]), line[colon + 3:]
+            value_end = len(line) - (2 if line.endswith(b",\n") else 1 if line.endswith(b"\n") else 0)
+            asset_id, stored = orjson.loads(line[:colon + 1]), line[colon + 3:value_end]
             node = orjson.loads(stored)
             raw = node["asset"]
             nodes.append(CacheNode(
@@ -205,6 +210,10 @@ def decode_cache_bytes(data: bytes, source: str) -> ImmichCache:
                 albums=tuple(node.get("albums") or ()), tags=tuple(node.get("tags") or ()),
                 cached_at=parse_instant(node.get("cachedAt")), gone_since=parse_instant(node.get("goneSince")),
             ))
+        else:
+            raise ValueError("the file ends inside the assets")
+        if handle.read().strip() != b"}":
+            raise ValueError("unexpected text after the assets")
         return _finish(ImmichCache.from_nodes(nodes), header)
     except _DAMAGE as exc:
         raise CacheFileError(f"{source}: damaged cache file ({type(exc).__name__}: {exc})") from None
@@ -224,14 +233,13 @@ def _gc_paused() -> Iterator[None]:
 
 def read_cache_file(path: Path) -> ImmichCache:
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle, _gc_paused():
+            try:
+                return read_node_lines(handle, str(path))
+            except orjson.JSONDecodeError as exc:
+                raise CacheFileError(f"{path}: not a valid JSON cache file (corrupt or truncated: {exc})") from None
     except OSError as exc:
         raise CacheFileError(f"{path}: cannot read the cache file ({exc.strerror or exc})") from None
-    with _gc_paused():
-        try:
-            return decode_cache_bytes(data, str(path))
-        except orjson.JSONDecodeError as exc:
-            raise CacheFileError(f"{path}: not a valid JSON cache file (corrupt or truncated: {exc})") from None
 
 
 def write_atomically(path: Path, data: bytes) -> None:
