@@ -228,7 +228,26 @@ def test_one_line_per_asset_and_untouched_nodes_written_back_as_read(tmp_path):
     save_cache(cache, path)
     changed = [line for line in path.read_bytes().split(b"\n") if b'"asset":' in line]
     assert sum(a != b for a, b in zip(changed, node_lines)) == 1
-    assert load_cache(path).get(some).gone_since == T0
+    again = load_cache(path)
+    assert again.get(some).gone_since == T0
+    assert again.get(some).asset_raw == sample_cache().get(some).asset_raw  # the asset survived the change
+
+
+def test_every_kind_of_change_after_loading_keeps_the_asset(tmp_path):
+    path = tmp_path / "cache.json"
+    original = sample_cache()
+    save_cache(original, path)
+    cache = load_cache(path)
+    ids = cache.ids()
+    cache.mark_gone(ids[4], T0)
+    cache.upsert(cache.get(ids[4]).asset_raw, T0)  # seen again
+    cache.set_match(ids[5], MatchResult.not_found(matched_at=T0))
+    cache.replace_albums({"b": "New"}, {"b": ids[6:9]})
+    cache.replace_tags({}, {})
+    save_cache(cache, path)
+    final = load_cache(path)
+    for asset_id in ids:
+        assert final.get(asset_id).asset_raw == original.get(asset_id).asset_raw
 
 
 @pytest.mark.parametrize("cut", [0.5, 0.9, 0.999])

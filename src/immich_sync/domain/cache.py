@@ -69,7 +69,9 @@ class CacheNode:
         """The AssetResponseDto exactly as the server returned it."""
         if self._asset_raw is None and self.stored is not None and self._parse is not None:
             self._asset_raw = self._parse(self.stored)
-        return self._asset_raw if self._asset_raw is not None else {"id": self.id}
+        if self._asset_raw is None:
+            raise ValueError(f"asset {self.id} has no stored data")  # a bug, never a silent loss
+        return self._asset_raw
 
     def replace_raw(self, raw: dict[str, Any]) -> None:
         self._asset_raw, self._asset = raw, None
@@ -77,7 +79,10 @@ class CacheNode:
         self.changed()
 
     def changed(self) -> None:
-        """Something differs from what the file holds: it must be encoded again when saved."""
+        """Something differs from what the file holds: it must be encoded again when saved.
+        The asset dict is taken out of the stored bytes first, since they are dropped."""
+        if self.stored is not None and self._asset_raw is None and self._parse is not None:
+            self._asset_raw = self._parse(self.stored)
         self.stored = None
 
     @property
