@@ -23,7 +23,7 @@ from datetime import date
 
 import requests
 
-from immich_sync.api import load_cache
+from immich_sync.api import load_cache, save_cache
 from immich_sync.testing.factory import jpeg_bytes, make_asset, sha1_b64
 from immich_sync.testing.fake_immich import FakeImmich
 
@@ -77,18 +77,26 @@ json.dump({a["id"]: a for a in assets}, open(out, "w"))
 '''
 
 
+LOAD = r"""
+import resource, sys, time
+from immich_sync import load_cache
+t = time.perf_counter(); cache = load_cache(sys.argv[1]); elapsed = time.perf_counter() - t
+print(elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
 def timed(cmd, env, cwd):
+    return timed_rss(cmd, env, cwd)[0]
+
+
+def timed_rss(cmd, env, cwd):
+    """Wall time and peak RSS (MB, from /usr/bin/time) of one command."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], env=env, cwd=cwd, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if proc.returncode:
         raise SystemExit(f"{cmd} failed: {proc.stderr[-2000:]}")
-    return elapsed
-
-
-def peak_rss_mb(cmd, env, cwd):
-    out = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], env=env, cwd=cwd, capture_output=True, text=True)
-    return int(out.stderr.strip().splitlines()[-1]) / 1024 if out.returncode == 0 else float("nan")
+    return elapsed, int(proc.stderr.strip().splitlines()[-1]) / 1024
 
 
 def scan_and_match(fake: FakeImmich, root: str) -> tuple[float, int, float]:
@@ -136,6 +144,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--version", default="3.1.0")
+    parser.add_argument("--short", action="store_true",
+                        help="only the baseline, a first and an unchanged run, and a cache load (for N = 1,000,000)")
     args = parser.parse_args()
     version = tuple(int(x) for x in args.version.split("."))
     with tempfile.TemporaryDirectory(prefix="immich-bench-") as work, FakeImmich(version) as fake:
@@ -149,18 +159,30 @@ def main() -> None:
                      env, work)
         cmd = [sys.executable, "-m", "immich_sync", root, "-q"]
         fake.requests.clear()
-        first = timed(cmd, env, work)
+        first, rss_first = timed_rss(cmd, env, work)
         requests_first = len(fake.requests)
-        second = timed(cmd, env, work)
+        second, rss_second = timed_rss(cmd, env, work)
+        cache_path = os.path.join(work, "log", "cache_Photos.json")
+        size_mb = os.path.getsize(cache_path) / 1e6
+        load_out = subprocess.run([sys.executable, "-c", LOAD, cache_path], capture_output=True, text=True, check=True)
+        load, load_rss = (float(x) for x in load_out.stdout.split())
+        print(f"\nN = {args.n}, server v{args.version}, latency {args.latency * 1000:.0f} ms/request")
+        print(f"  {'baseline (page + scandir + json.dump)':40s} {base:7.2f} s   x1.00")
+        print(f"  {'immich-cache first run':40s} {first:7.2f} s   x{first / base:.2f}   peak RSS {rss_first:.0f} MB")
+        print(f"  {'second run, nothing changed':40s} {second:7.2f} s   x{second / base:.2f}   peak RSS {rss_second:.0f} MB")
+        print(f"  second / first                           x{second / first:.2f}")
+        print(f"  requests in the first run                {requests_first}")
+        print(f"  cache file                               {size_mb:7.1f} MB")
+        print(f"  cache load + index build (fresh process) {load:7.2f} s   peak RSS {load_rss:.0f} MB")
+        if args.short:
+            return
         for asset_id in list(fake.assets)[: args.n // 100]:
             fake.touch(asset_id, "2026-10-01T00:00:00.000Z")
         changed = timed(cmd, env, work)
         after = timed(cmd + ["--after=2026-10-01T00:00:00Z"], env, work)
-        rss = peak_rss_mb(cmd, env, work)
-        cache_path = os.path.join(work, "log", "cache_Photos.json")
-        t = time.perf_counter()
+        print(f"  {'run after 1 % changed':40s} {changed:7.2f} s   x{changed / base:.2f}")
+        print(f"  {'--after last change':40s} {after:7.2f} s   x{after / base:.2f}")
         cache = load_cache(cache_path)
-        load = time.perf_counter() - t
         paths = [n.match.path for n in cache if n.match and n.match.path][:1000]
         t = time.perf_counter()
         for p in paths:
@@ -171,36 +193,20 @@ def main() -> None:
             cache.find_by_name(os.path.basename(p))
         by_name = (time.perf_counter() - t) / max(len(paths), 1) * 1e6
         t = time.perf_counter()
-        from immich_sync.api import save_cache
         save_cache(cache, cache_path)
         save = time.perf_counter() - t
         stats = cache.stats()
-        size_mb = os.path.getsize(cache_path) / 1e6
+        del cache
         listing, with_groups, conn_requests = membership_overlap(fake)
         scan_s, files, match_s = scan_and_match(fake, root)
-    rows = [
-        ("baseline (page + scandir + json.dump)", base, 1.0),
-        ("immich-cache first run", first, first / base),
-        ("second run, nothing changed", second, second / base),
-        ("run after 1 % changed", changed, changed / base),
-        ("--after last change", after, after / base),
-    ]
-    print(f"\nN = {args.n}, server v{args.version}, latency {args.latency * 1000:.0f} ms/request")
-    for name, seconds, ratio in rows:
-        print(f"  {name:40s} {seconds:7.2f} s   x{ratio:.2f}")
-    print(f"  second / first                           x{second / first:.2f}")
-    print(f"  peak RSS of a run                        {rss:7.0f} MB")
-    print(f"  requests in the first run                {requests_first}")
-    print(f"  cache file                               {size_mb:7.1f} MB")
-    print(f"  cache load + index build                 {load:7.2f} s")
-    print(f"  cache save                               {save:7.2f} s")
-    print(f"  lookup by path / by name                 {by_path:.1f} us / {by_name:.1f} us")
-    print(f"  match status                             {json.dumps(stats['by_status'])}")
-    print(f"  scan of TARGET                           {scan_s:7.2f} s   {files / scan_s:,.0f} files/s")
-    print(f"  matching all assets (EXIF reads incl.)   {match_s:7.2f} s   {args.n / match_s:,.0f} assets/s")
-    print(f"  listing alone (in-process client)        {listing:7.2f} s")
-    print(f"  listing + {len(fake.albums)} albums + {len(fake.tags)} tags membership  {with_groups:7.2f} s"
-          f"   x{with_groups / listing:.2f} of listing alone, {conn_requests} requests")
+        print(f"  cache save                               {save:7.2f} s")
+        print(f"  lookup by path / by name                 {by_path:.1f} us / {by_name:.1f} us")
+        print(f"  match status                             {json.dumps(stats['by_status'])}")
+        print(f"  scan of TARGET                           {scan_s:7.2f} s   {files / scan_s:,.0f} files/s")
+        print(f"  matching all assets (EXIF reads incl.)   {match_s:7.2f} s   {args.n / match_s:,.0f} assets/s")
+        print(f"  listing alone (in-process client)        {listing:7.2f} s")
+        print(f"  listing + {len(fake.albums)} albums + {len(fake.tags)} tags membership  {with_groups:7.2f} s"
+              f"   x{with_groups / listing:.2f} of listing alone, {conn_requests} requests")
 
 
 if __name__ == "__main__":

@@ -52,6 +52,9 @@ class InMemoryCacheRepository:
     def drop_checkpoint(self) -> None:
         self.checkpoint = None
 
+    def pack(self, node) -> None:
+        self.packed = getattr(self, "packed", 0) + 1
+
 
 class FakeSource:
     """The ImmichSource port: a list of raw assets, filtered the way the real client filters."""

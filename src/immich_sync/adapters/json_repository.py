@@ -317,6 +317,10 @@ class JsonCacheRepository:
     def drop_checkpoint(self) -> None:
         self.checkpoint_path.unlink(missing_ok=True)
 
+    def pack(self, node: CacheNode) -> None:
+        if node.stored is None:
+            node.keep_stored(orjson.dumps(encode_node(node)), _asset_of)
+
     def _encode(self, cache: ImmichCache) -> bytes:
         with _gc_paused():
             return encode_cache_bytes(cache, self._now())

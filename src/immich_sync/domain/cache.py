@@ -78,6 +78,13 @@ class CacheNode:
         self._derive(raw)
         self.changed()
 
+    def keep_stored(self, stored: bytes, parse: Callable[[bytes], dict[str, Any]]) -> None:
+        """Hold this node as its encoded bytes from now on (the repository's form), dropping the
+        dicts that can be read back from them: a run over 1,000,000 assets then holds compact
+        bytes, not Python objects, and saving reuses them."""
+        self.stored, self._parse = stored, parse
+        self._asset_raw, self._asset = None, None
+
     def changed(self) -> None:
         """Something differs from what the file holds: it must be encoded again when saved.
         The asset dict is taken out of the stored bytes first, since they are dropped."""

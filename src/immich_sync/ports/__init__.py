@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from attrs import frozen
 
-from ..domain.cache import ImmichCache
+from ..domain.cache import CacheNode, ImmichCache
 from ..domain.library import CaptureTime, LibraryIndex
 
 
@@ -68,6 +68,9 @@ class CacheRepository(Protocol):
     def save_checkpoint(self, cache: ImmichCache) -> None: ...
 
     def drop_checkpoint(self) -> None: ...
+
+    def pack(self, node: CacheNode) -> None:
+        """The node is settled for this run: keep it in the stored form (may do nothing)."""
 
 
 class LibraryReader(Protocol):

@@ -142,6 +142,7 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
             last_checkpoint, since_checkpoint = time.monotonic(), 0
             for raw in source.iter_assets(**filters):
                 _process(raw, cache, index, library, policy, now(), result, seen)
+                repo.pack(cache.get(str(raw["id"])))  # settled: held compactly from here on
                 progress.advance()
                 since_checkpoint += 1
                 if (request.checkpoint_every and since_checkpoint >= request.checkpoint_every) or (
