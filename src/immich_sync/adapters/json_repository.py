@@ -319,7 +319,8 @@ class JsonCacheRepository:
 
     def pack(self, node: CacheNode) -> None:
         if node.stored is None:
-            node.keep_stored(orjson.dumps(encode_node(node)), _asset_of)
+            # copied to an exact-size object: orjson's own result keeps its ~16 KiB write buffer
+            node.keep_stored(bytes(memoryview(orjson.dumps(encode_node(node)))), _asset_of)
 
     def _encode(self, cache: ImmichCache) -> bytes:
         with _gc_paused():
