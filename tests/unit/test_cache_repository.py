@@ -261,3 +261,16 @@ def test_a_truncated_file_is_refused_and_kept(tmp_path, cut):
             pass
     assert str(path) in str(raised.value)
     assert path.read_bytes() == data
+
+
+def test_streamed_file_is_byte_for_byte_orjsons_indented_document():
+    import orjson
+
+    from immich_sync.adapters.json_repository import _header, encode_cache_bytes, encode_node
+
+    cache = sample_cache()
+    whole = orjson.dumps({**_header(cache, T0),
+                          "assets": {n.id: orjson.Fragment(orjson.dumps(encode_node(n))) for n in cache}},
+                         option=orjson.OPT_INDENT_2)
+    assert encode_cache_bytes(cache, T0) == whole
+    assert encode_cache_bytes(ImmichCache(), T0).endswith(b'"assets": {}\n}')

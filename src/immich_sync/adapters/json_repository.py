@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import gc
+import io
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -70,11 +71,26 @@ def encode_cache(cache: ImmichCache, saved_at: datetime) -> dict[str, Any]:
 
 
 def encode_cache_bytes(cache: ImmichCache, saved_at: datetime) -> bytes:
-    """The file's bytes: indented, so that each asset node is one line; a node nothing changed
-    since it was read is written back as the bytes it was read from (no decoding, no encoding)."""
-    assets = {node.id: orjson.Fragment(node.stored if node.stored is not None else orjson.dumps(encode_node(node)))
-              for node in cache}
-    return orjson.dumps({**_header(cache, saved_at), "assets": assets}, option=orjson.OPT_INDENT_2)
+    """The file's bytes (see `write_cache`)."""
+    buffer = io.BytesIO()
+    write_cache(buffer, cache, saved_at)
+    return buffer.getvalue()
+
+
+def write_cache(handle: BinaryIO, cache: ImmichCache, saved_at: datetime) -> None:
+    """Write the file, indented as orjson's OPT_INDENT_2 writes it, so that each asset node is one
+    line; node by node, so that 1,000,000 assets are never one 2 GB bytes object. A node nothing
+    changed since it was read is written back as the bytes it was read from."""
+    head = orjson.dumps({**_header(cache, saved_at), "assets": {}}, option=orjson.OPT_INDENT_2)
+    if not len(cache):
+        handle.write(head)
+        return
+    handle.write(head[: -len(b"{}\n}")] + b"{\n")
+    last = len(cache) - 1
+    for n, node in enumerate(cache):
+        stored = node.stored if node.stored is not None else orjson.dumps(encode_node(node))
+        handle.write(b"    " + orjson.dumps(node.id) + b": " + stored + (b",\n" if n < last else b"\n"))
+    handle.write(b"  }\n}")
 
 
 def _header(cache: ImmichCache, saved_at: datetime) -> dict[str, Any]:
@@ -242,13 +258,17 @@ def read_cache_file(path: Path) -> ImmichCache:
         raise CacheFileError(f"{path}: cannot read the cache file ({exc.strerror or exc})") from None
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Temporary file in the same folder, flush + fsync, then os.replace: old file or new, never a mix."""
+def write_atomically(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
+    """Temporary file in the same folder, flush + fsync, then os.replace: old file or new, never a mix.
+    `data` is the bytes, or a function that writes them to the open file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        with os.fdopen(fd, "wb", buffering=1 << 20) as handle:
+            if callable(data):
+                data(handle)
+            else:
+                handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         try:
@@ -304,7 +324,7 @@ class JsonCacheRepository:
         return read_cache_file(self.path)
 
     def save(self, cache: ImmichCache) -> None:
-        write_atomically(self.path, self._encode(cache))
+        write_atomically(self.path, self._writer(cache))
 
     def load_checkpoint(self) -> ImmichCache | None:
         if not self.checkpoint_path.exists():
@@ -312,7 +332,7 @@ class JsonCacheRepository:
         return read_cache_file(self.checkpoint_path)
 
     def save_checkpoint(self, cache: ImmichCache) -> None:
-        write_atomically(self.checkpoint_path, self._encode(cache))
+        write_atomically(self.checkpoint_path, self._writer(cache))
 
     def drop_checkpoint(self) -> None:
         self.checkpoint_path.unlink(missing_ok=True)
@@ -322,6 +342,11 @@ class JsonCacheRepository:
             # copied to an exact-size object: orjson's own result keeps its ~16 KiB write buffer
             node.keep_stored(bytes(memoryview(orjson.dumps(encode_node(node)))), _asset_of)
 
-    def _encode(self, cache: ImmichCache) -> bytes:
-        with _gc_paused():
-            return encode_cache_bytes(cache, self._now())
+    def _writer(self, cache: ImmichCache) -> Callable[[BinaryIO], None]:
+        saved_at = self._now()
+
+        def write(handle: BinaryIO) -> None:
+            with _gc_paused():
+                write_cache(handle, cache, saved_at)
+
+        return write
