@@ -134,14 +134,14 @@ def test_env_file_option(setup):
     assert cli(tmp, env, "Photos", "--env=server.env", "-q").returncode == 0
 
 
-def start_slow_run(fake, tmp, env, latency=0.5):
-    """Start the command against a slow server and return once it is fetching assets."""
+def start_slow_run(fake, tmp, env, latency=0.5, until="/api/search/metadata"):
+    """Start the command against a slow server; return once it has asked for `until`."""
     fake.latency = latency
     fake.requests.clear()
     proc = subprocess.Popen([sys.executable, "-m", "immich_sync", "Photos"], cwd=tmp, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
-    while not any(p[1] == "/api/search/metadata" for p in fake.requests) and time.monotonic() < deadline:
+    while not any(p[1] == until for p in fake.requests) and time.monotonic() < deadline:
         time.sleep(0.05)
     return proc
 
@@ -163,13 +163,7 @@ def test_killed_run_keeps_the_old_cache_and_the_next_run_completes(setup):
 
 def test_two_runs_at_once_the_second_is_refused(setup):
     fake, tmp, env, ids = setup
-    fake.latency = 0.3
-    fake.requests.clear()
-    first = subprocess.Popen([sys.executable, "-m", "immich_sync", "Photos"], cwd=tmp, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while not any(p[1] == "/api/server/ping" for p in fake.requests) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    first = start_slow_run(fake, tmp, env, latency=0.3, until="/api/server/ping")  # holds the lock
     second = cli(tmp, env, "Photos")
     first.communicate(timeout=60)
     assert second.returncode == 1 and "in use by another immich-cache run" in second.stderr
