@@ -44,7 +44,7 @@ _LABEL_OF = {c: c.label for c in Confidence}
 
 def encode_match(match: MatchResult | None) -> dict[str, Any] | None:
     """Written by hand (the converter's generated code took ~10 us a node; this takes ~2):
-    tests check that `decode_match` (the converter) reads back exactly what this writes."""
+    tests check that `_decode_stored` (the converter) reads back exactly what this writes."""
     if match is None:
         return None
     e = match.evidence
@@ -55,10 +55,6 @@ def encode_match(match: MatchResult | None) -> dict[str, Any] | None:
                      "checksum": e.checksum._value_},
         "matchedAt": _time(match.matched_at), "fileSize": match.file_size,
     }
-
-
-def decode_match(doc: Mapping[str, Any] | None) -> MatchResult | None:
-    return None if doc is None else _CONVERTER.structure(doc, MatchResult)
 
 
 def _time(value: datetime | None) -> str | None:
@@ -169,22 +165,23 @@ def decode_cache(doc: Any, source: str) -> ImmichCache:
     """Build an ImmichCache from a parsed file, or raise CacheFileError naming `source`."""
     _check_header(doc, source)
     try:
-        nodes = [
-            CacheNode(
-                id=asset_id,
-                asset_raw=node["asset"],
-                stored_match=_checked_match(node.get("match"), asset_id),
-                decode=_decode_stored,
-                albums=tuple(node.get("albums") or ()),
-                tags=tuple(node.get("tags") or ()),
-                cached_at=parse_instant(node.get("cachedAt")),
-                gone_since=parse_instant(node.get("goneSince")),
-            )
-            for asset_id, node in doc["assets"].items()
-        ]
+        nodes = [_decode_node(asset_id, node) for asset_id, node in doc["assets"].items()]
         return _finish(ImmichCache.from_nodes(nodes), doc)
     except _DAMAGE as exc:
         raise CacheFileError(f"{source}: damaged cache file ({type(exc).__name__}: {exc})") from None
+
+
+def _decode_node(asset_id: str, node: dict[str, Any], stored: bytes | None = None) -> CacheNode:
+    """One node of the file. With `stored` (its bytes), the asset dict is not kept: only the keys
+    the indexes and the update rule need, and the bytes to parse it again from when asked."""
+    raw = node["asset"]
+    common = dict(id=asset_id, stored_match=_checked_match(node.get("match"), asset_id), decode=_decode_stored,
+                  albums=tuple(node.get("albums") or ()), tags=tuple(node.get("tags") or ()),
+                  cached_at=parse_instant(node.get("cachedAt")), gone_since=parse_instant(node.get("goneSince")))
+    if stored is None:
+        return CacheNode(asset_raw=raw, **common)
+    return CacheNode(stored=stored, parse=_asset_of, name_key=raw_name_key(raw), day=raw_day(raw),
+                     updated_text=raw.get("updatedAt"), **common)
 
 
 _ASSETS_LINE = b'  "assets": {\n'
@@ -216,16 +213,8 @@ def read_node_lines(handle: BinaryIO, source: str) -> ImmichCache:
                 break
             colon = line.index(b'": ')
             value_end = len(line) - (2 if line.endswith(b",\n") else 1 if line.endswith(b"\n") else 0)
-            asset_id, stored = orjson.loads(line[:colon + 1]), line[colon + 3:value_end]
-            node = orjson.loads(stored)
-            raw = node["asset"]
-            nodes.append(CacheNode(
-                id=asset_id, stored=stored, parse=_asset_of,
-                name_key=raw_name_key(raw), day=raw_day(raw), updated_text=raw.get("updatedAt"),
-                stored_match=_checked_match(node.get("match"), asset_id), decode=_decode_stored,
-                albums=tuple(node.get("albums") or ()), tags=tuple(node.get("tags") or ()),
-                cached_at=parse_instant(node.get("cachedAt")), gone_since=parse_instant(node.get("goneSince")),
-            ))
+            stored = line[colon + 3:value_end]
+            nodes.append(_decode_node(orjson.loads(line[:colon + 1]), orjson.loads(stored), stored))
         else:
             raise ValueError("the file ends inside the assets")
         if handle.read().strip() != b"}":
