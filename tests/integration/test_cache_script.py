@@ -146,13 +146,20 @@ def start_slow_run(fake, tmp, env, latency=0.5, until="/api/search/metadata"):
     return proc
 
 
-def test_killed_run_keeps_the_old_cache_and_the_next_run_completes(setup):
+def run_to_interrupt(setup):
+    """A cache from a first run, every asset changed since, and a slow second run under way.
+    Returns the running process and the cache file's bytes before it."""
     fake, tmp, env, ids = setup
     assert cli(tmp, env, "Photos").returncode == 0
     before = (tmp / "log" / "cache_Photos.json").read_bytes()
     for asset_id in ids:
         fake.touch(asset_id, "2026-09-01T00:00:00.000Z")
-    proc = start_slow_run(fake, tmp, env)  # every request is slow: the run is mid-way when killed
+    return start_slow_run(fake, tmp, env), before  # every request is slow: the run is mid-way
+
+
+def test_killed_run_keeps_the_old_cache_and_the_next_run_completes(setup):
+    fake, tmp, env, ids = setup
+    proc, before = run_to_interrupt(setup)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     assert (tmp / "log" / "cache_Photos.json").read_bytes() == before
@@ -193,11 +200,7 @@ def test_help_and_version():
 
 def test_ctrl_c_stops_cleanly_and_keeps_the_cache(setup):
     fake, tmp, env, ids = setup
-    assert cli(tmp, env, "Photos").returncode == 0
-    before = (tmp / "log" / "cache_Photos.json").read_bytes()
-    for asset_id in ids:
-        fake.touch(asset_id, "2026-09-01T00:00:00.000Z")
-    proc = start_slow_run(fake, tmp, env)
+    proc, before = run_to_interrupt(setup)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
