@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from attrs import define, field, frozen
 
 from ..audit import AUDIT, audit_line, audit_log
-from ..domain.cache import ImmichCache, Upsert
+from ..domain.cache import CacheNode, ImmichCache, Upsert
 from ..domain.match import Status
 from ..domain.matcher import MatchPolicy, match_asset, needs_rematch
 from ..domain.timestamps import format_instant
@@ -141,8 +141,8 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
             progress.stage("fetching and matching", source.count_assets(**filters))
             last_checkpoint, since_checkpoint = time.monotonic(), 0
             for raw in source.iter_assets(**filters):
-                _process(raw, cache, index, library, policy, now(), result, seen)
-                repo.pack(cache.get(str(raw["id"])))  # settled: held compactly from here on
+                node = _process(raw, cache, index, library, policy, now(), result, seen)
+                repo.pack(node)  # settled: held compactly from here on
                 progress.advance()
                 since_checkpoint += 1
                 if (request.checkpoint_every and since_checkpoint >= request.checkpoint_every) or (
@@ -193,7 +193,7 @@ def _in_background(function: Callable[..., Any], *args: Any) -> Future:
 
 
 def _process(raw: dict[str, Any], cache: ImmichCache, index, library: LibraryReader, policy: MatchPolicy,
-             moment: datetime, result: ExtractResult, seen: set[str]) -> None:
+             moment: datetime, result: ExtractResult, seen: set[str]) -> CacheNode:
     """One asset: the update rule, then the matcher when the rules say so, then its AUDIT line."""
     result.fetched += 1
     outcome = cache.upsert(raw, moment)
@@ -225,6 +225,7 @@ def _process(raw: dict[str, Any], cache: ImmichCache, index, library: LibraryRea
             result.by_confidence[match.confidence] += 1
     if audit_log.isEnabledFor(AUDIT):
         audit_log.log(AUDIT, audit_line(asset_id, raw.get("originalFileName") or "", match, note))
+    return node
 
 
 def _apply_groups(cache: ImmichCache, albums: Groups, tags: Groups, result: ExtractResult) -> None:
