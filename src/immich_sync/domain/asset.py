@@ -16,48 +16,33 @@ from .timestamps import parse_instant, parse_wall_clock
 class Asset:
     """What the matcher and the cache need from an asset. Every field a server may omit is optional.
 
-    `raw` is the server's dict, unchanged; it is what the cache stores.
+    `raw` is the server's dict, unchanged; it is what the cache stores. The fields are what the
+    matcher reads, converted once; the rest of the typed view is read from `raw` when asked for
+    (an asset is built for every one a first run matches: 100,000s of them).
     """
 
     id: str
-    original_file_name: str
-    original_path: str | None
     file_name: str  # originalFileName with the extension restored on old servers
+    original_path: str | None
     checksum: str | None
     local_date_time: datetime | None  # naive wall-clock time (Immich's localDateTime)
-    file_created_at: datetime | None
-    updated_at: datetime | None
-    owner_id: str | None
     library_id: str | None
-    type: str | None
-    visibility: str | None
-    is_trashed: bool
-    is_archived: bool
     file_size: int | None  # exifInfo.fileSizeInByte
-    live_photo_video_id: str | None
     raw: Mapping[str, Any] = field(eq=False, repr=False)
 
     @classmethod
     def from_api(cls, raw: Mapping[str, Any]) -> "Asset":
         exif = raw.get("exifInfo") or {}
         size = exif.get("fileSizeInByte") if isinstance(exif, Mapping) else None
+        original_path = raw.get("originalPath")
         return cls(
             id=str(raw["id"]),
-            original_file_name=raw.get("originalFileName") or "",
-            original_path=raw.get("originalPath"),
-            file_name=asset_file_name(raw.get("originalFileName"), raw.get("originalPath")),
+            file_name=asset_file_name(raw.get("originalFileName"), original_path),
+            original_path=original_path,
             checksum=raw.get("checksum"),
             local_date_time=parse_wall_clock(raw.get("localDateTime")),
-            file_created_at=parse_instant(raw.get("fileCreatedAt")),
-            updated_at=parse_instant(raw.get("updatedAt")),
-            owner_id=raw.get("ownerId"),
             library_id=raw.get("libraryId"),
-            type=raw.get("type"),
-            visibility=raw.get("visibility"),
-            is_trashed=bool(raw.get("isTrashed", False)),
-            is_archived=bool(raw.get("isArchived", False)),
             file_size=int(size) if isinstance(size, (int, float)) and size >= 0 else None,
-            live_photo_video_id=raw.get("livePhotoVideoId"),
             raw=raw,
         )
 
@@ -65,3 +50,39 @@ class Asset:
     def is_external(self) -> bool:
         """External-library asset: its checksum hashes the path, not the bytes (FACTS.md)."""
         return bool(self.library_id)
+
+    @property
+    def original_file_name(self) -> str:
+        return self.raw.get("originalFileName") or ""
+
+    @property
+    def file_created_at(self) -> datetime | None:
+        return parse_instant(self.raw.get("fileCreatedAt"))
+
+    @property
+    def updated_at(self) -> datetime | None:
+        return parse_instant(self.raw.get("updatedAt"))
+
+    @property
+    def owner_id(self) -> str | None:
+        return self.raw.get("ownerId")
+
+    @property
+    def type(self) -> str | None:
+        return self.raw.get("type")
+
+    @property
+    def visibility(self) -> str | None:
+        return self.raw.get("visibility")
+
+    @property
+    def is_trashed(self) -> bool:
+        return bool(self.raw.get("isTrashed", False))
+
+    @property
+    def is_archived(self) -> bool:
+        return bool(self.raw.get("isArchived", False))
+
+    @property
+    def live_photo_video_id(self) -> str | None:
+        return self.raw.get("livePhotoVideoId")

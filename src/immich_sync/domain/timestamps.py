@@ -6,6 +6,7 @@ Servers write `Z` or `+00:00` with 0 to 6 fraction digits (FACTS.md); compare in
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from functools import lru_cache
 
 
 def parse_instant(value: object) -> datetime | None:
@@ -23,11 +24,17 @@ def parse_instant(value: object) -> datetime | None:
 
 def parse_wall_clock(value: object) -> datetime | None:
     """Immich's `localDateTime`: wall-clock time written as if it were UTC. Returned naive."""
-    parsed = parse_instant(value)
-    return None if parsed is None else parsed.replace(tzinfo=None)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=None)
+    except ValueError:
+        return None
 
 
+@lru_cache(maxsize=64)  # a run writes the same moment twice an asset (cachedAt, matchedAt)
 def format_instant(moment: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and `Z`, the way Immich writes it."""
-    utc = moment.astimezone(timezone.utc)
-    return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    if moment.tzinfo is not timezone.utc:
+        moment = moment.astimezone(timezone.utc)
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
