@@ -102,6 +102,7 @@ class FakeLibrary:
         self.files = files or {}
         self.date_reads: list[str] = []
         self.hash_reads: list[str] = []
+        self.prefetched: list[str] = []
 
     def add(self, relative: str, size: int, taken: datetime | None = None, sha1: str | None = None) -> str:
         path = f"{self.root}/{relative}"
@@ -113,6 +114,9 @@ class FakeLibrary:
 
     def index(self) -> LibraryIndex:
         return self.scan(self.root)
+
+    def prefetch(self, paths) -> None:
+        self.prefetched.extend(paths)
 
     def capture_time(self, path: str):
         self.date_reads.append(path)

@@ -14,6 +14,12 @@ def register_level() -> None:
     logging.addLevelName(AUDIT, "AUDIT")
 
 
+def log_audit(line: str) -> None:
+    """Where AUDIT lines go unless the caller gives another writer: the `immich_sync.audit` logger."""
+    if audit_log.isEnabledFor(AUDIT):
+        audit_log.log(AUDIT, line)
+
+
 def audit_line(asset_id: str, file_name: str, match: MatchSummary | None, outcome: str) -> str:
     """`asset=<id> name=<file> status=<s> path=<p>|candidates=<n> method=<m> confidence=<c> (<outcome>)`."""
     if match is None:

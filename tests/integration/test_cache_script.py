@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -71,14 +72,19 @@ def test_filters_and_their_combination(setup):
     assert run.returncode == 0 and sorted(cache_of(tmp)["assets"]) == [ids[1]]
 
 
-def test_audit_log_has_one_line_per_asset_and_no_key(setup):
+@pytest.mark.parametrize("verbose", [pytest.param(["-v"], id="through-logging"),
+                                     pytest.param([], id="straight-to-the-file")])
+def test_audit_log_has_one_line_per_asset_and_no_key(setup, verbose):
     fake, tmp, env, ids = setup
-    run = cli(tmp, env, "Photos", "-v")
+    run = cli(tmp, env, "Photos", *verbose)
     logs = list((tmp / "log").glob("immich-cache_*.log"))
     assert run.returncode == 0 and len(logs) == 1
     text = logs[0].read_text()
     audit = [line for line in text.splitlines() if " AUDIT asset=" in line]
     assert len(audit) == 12 and {line.split("asset=")[1].split()[0] for line in audit} == set(ids)
+    stamp = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} AUDIT asset=\S+ name='[^']+' status=found ")
+    assert all(stamp.match(line) for line in audit), audit[:2]
+    assert (" AUDIT asset=" in run.stderr) == bool(verbose)
     assert " AUDIT summary:" in text
     for blob in (text, run.stdout, run.stderr, (tmp / "log" / "cache_Photos.json").read_text()):
         assert fake.api_key not in blob

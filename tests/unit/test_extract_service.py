@@ -108,7 +108,8 @@ def test_interrupted_run_leaves_the_cache_and_resumes_from_the_checkpoint(world)
         source.assets[a["id"]] = {**a, "updatedAt": "2026-03-01T00:00:00.000Z"}
     source.fail_after = 3
     with pytest.raises(KeyboardInterrupt):
-        run_extract(ExtractRequest(target="/lib", checkpoint_every=2), source, repo, lib, now=lambda: NOW)
+        run_extract(ExtractRequest(target="/lib", checkpoint_every=2, read_ahead=1), source, repo, lib,
+                    now=lambda: NOW)
     assert repo.doc == saved and repo.checkpoint is not None
     assert source.calls[-1] == ("cancel",)  # membership passes told to stop
     source.fail_after = None
@@ -137,3 +138,37 @@ def test_a_file_claimed_by_two_assets_is_reported(world):
 
 def test_default_cache_path():
     assert default_cache_path("/photos/Family Pictures/", cwd="/work") == "/work/log/cache_Family Pictures.json"
+
+
+def test_file_dates_are_announced_a_batch_ahead_and_only_for_assets_that_will_be_matched(world):
+    lib, source, repo, assets = world
+    run(lib, source, repo, read_ahead=2)
+    # every date the matcher read had been announced first (a.jpg, b.jpg and both dup.jpg)
+    assert lib.date_reads and set(lib.date_reads) <= set(lib.prefetched)
+    assert sorted(lib.prefetched) == sorted(["/lib/2024/a.jpg", "/lib/2024/b.jpg", "/lib/x/dup.jpg", "/lib/y/dup.jpg"])
+    lib.prefetched.clear()
+    run(lib, source, repo, read_ahead=2)  # nothing changed: dup.jpg stays ambiguous and is matched again
+    assert sorted(lib.prefetched) == ["/lib/x/dup.jpg", "/lib/y/dup.jpg"]
+
+
+def test_read_ahead_keeps_the_order_and_announces_each_batch_before_the_one_before_is_used():
+    from immich_sync.services.extract import _read_ahead
+
+    events = []
+    items = ({"id": str(i)} for i in range(5))
+    for item in _read_ahead(items, lambda batch: events.append([b["id"] for b in batch]), 2):
+        events.append(item["id"])
+    assert events == [["0", "1"], ["2", "3"], "0", "1", ["4"], "2", "3", "4"]
+
+
+def test_external_library_assets_are_not_announced():
+    from immich_sync.domain.library import LibraryFile, LibraryIndex
+    from immich_sync.domain.matcher import files_to_date
+
+    index = LibraryIndex.from_files("/lib", [LibraryFile("/lib/a/IMG_1.JPG", "a/IMG_1.JPG", 1),
+                                             LibraryFile("/lib/b/img_1.jpg", "b/img_1.jpg", 2)])
+    uploaded = {"originalFileName": "IMG_1.JPG", "originalPath": "upload/x/IMG_1.JPG"}
+    old_server = {"originalFileName": "IMG_1", "originalPath": "upload/x/IMG_1.JPG"}
+    assert [f.path for f in files_to_date(uploaded, index)] == ["/lib/a/IMG_1.JPG", "/lib/b/img_1.jpg"]
+    assert files_to_date(old_server, index) == files_to_date(uploaded, index)
+    assert files_to_date({**uploaded, "libraryId": "lib-1"}, index) == ()

@@ -191,3 +191,89 @@ def test_a_broken_thumbnail_ifd_does_not_lose_the_date(tmp_path):
     data = jpeg_bytes(None)
     jpeg = data[:2] + b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + bytes(exif) + data[2:]
     assert read_capture_time(write(tmp_path / "broken.jpg", jpeg)).local == TAKEN
+
+
+def _dated_files(root, count: int) -> dict[str, datetime]:
+    expected = {}
+    for i in range(count):
+        taken = TAKEN.replace(minute=i % 60, second=i % 7)
+        expected[write(root / f"f{i % 3}" / f"IMG_{i:04d}.JPG", jpeg_bytes(taken, padding=i))] = taken
+    return expected
+
+
+def test_dates_read_by_reader_processes_equal_the_ones_read_here(tmp_path):
+    expected = _dated_files(tmp_path, 30)
+    broken = write(tmp_path / "broken.jpg", b"\xff\xd8\xff\xe1\x00\x10Exif\x00\x00II*\x00garbage")
+    with LocalLibrary(readers=2, min_parallel=1) as library:
+        library.prefetch([*expected, broken, *expected])  # repeats are read once
+        assert library._pool is not None  # the reads went to other processes
+        got = {path: library.capture_time(path) for path in expected}
+        assert library.capture_time(broken) is None
+    assert {path: t.local for path, t in got.items()} == expected
+    assert library.reads == len(expected) + 1 and library._pool is None  # closed by the with block
+
+
+def test_few_prefetched_reads_start_no_process_and_a_library_without_readers_reads_lazily(tmp_path):
+    expected = _dated_files(tmp_path, 5)
+    few = LocalLibrary(readers=1, min_parallel=10)
+    few.prefetch(expected)
+    lazy = LocalLibrary()
+    lazy.prefetch(expected)
+    assert few._pool is None and lazy._pool is None and few.reads == lazy.reads == 0
+    assert {p: lazy.capture_time(p).local for p in expected} == expected and lazy.reads == 5
+
+
+def test_a_failed_reader_falls_back_to_reading_here(tmp_path, monkeypatch, caplog):
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    expected = _dated_files(tmp_path, 4)
+    library = LocalLibrary(readers=1, min_parallel=1)
+
+    class DeadPool:
+        def submit(self, *args):
+            future = Future()
+            future.set_exception(BrokenProcessPool("a reader was killed"))
+            return future
+
+        def shutdown(self, **kwargs):
+            pass
+
+    library._pool = DeadPool()
+    library.prefetch(expected)
+    assert {p: library.capture_time(p).local for p in expected} == expected
+    assert "reading in this process" in caplog.text and library._readers == 0 and library._pool is None
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process states from /proc")
+def test_readers_of_a_killed_command_end_too(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    paths = list(_dated_files(tmp_path, 3))
+    script = (
+        "import os, signal, sys\n"
+        "from immich_sync.adapters.library_scan import LocalLibrary\n"
+        "lib = LocalLibrary(readers=1, min_parallel=1)\n"
+        "lib.prefetch(sys.argv[1:]); lib.capture_time(sys.argv[1])\n"
+        "print(*lib._pool._processes, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, *paths], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    readers = [int(pid) for pid in proc.stdout.split()]
+    assert readers
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(pid) for pid in readers):
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in readers)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ")[1][0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False

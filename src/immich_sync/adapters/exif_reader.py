@@ -50,6 +50,11 @@ def read_capture_time(path: str) -> CaptureTime | None:
         return None
 
 
+def read_capture_times(paths: list[str]) -> list[CaptureTime | None]:
+    """Several files' capture times, in order: the unit of work of a reader process."""
+    return [read_capture_time(path) for path in paths]
+
+
 def _read(handle: BinaryIO) -> CaptureTime | None:
     # Ask for no more than the file holds: read(n) allocates n bytes first, and most files of a
     # test library (and all sidecar-sized ones) are far smaller than HEAD.

@@ -5,9 +5,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import multiprocessing
 import os
+import signal
 import stat
 import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
 
 from ..domain.library import CaptureTime, LibraryFile, LibraryIndex
 from . import exif_reader
@@ -93,26 +98,122 @@ def sha1_base64(path: str, chunk: int = 1 << 20) -> str | None:
     return base64.b64encode(digest.digest()).decode("ascii")
 
 
-class LocalLibrary:
-    """The LibraryReader port on the real file system. Each file's date and hash is read once."""
+# A file's EXIF date costs ~40 us of Python work, and a first run reads one per asset: reads asked
+# for ahead (`prefetch`) go to worker processes while this process pages the server and matches.
+READ_CHUNK = 250  # paths per task: a task's pickling is then a small share of its work
+MIN_PARALLEL = 500  # fewer reads than this at once are not worth starting a process (~0.2 s)
 
-    def __init__(self) -> None:
+
+def default_readers() -> int:
+    """Reader processes: the cores but one (the one that runs the command), between 1 and 4."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 2
+    return max(1, min(4, cores - 1))
+
+
+def _reader_init(parent: int) -> None:
+    # Ctrl-C reaches the whole process group: the command handles it, its readers must not print
+    # a traceback each. A reader whose command was killed (SIGKILL, out of memory) would wait for
+    # work forever, since it holds its own queue's both ends: it watches its parent instead.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+class LocalLibrary:
+    """The LibraryReader port on the real file system. Each file's date and hash is read once.
+
+    `readers` > 0 reads the dates that `prefetch` announces in that many worker processes (spawned
+    fresh: they inherit no lock, thread or open file of this one). The command line turns them on;
+    a script embedding the library opts in, as spawning needs the usual `if __name__ == "__main__"`
+    guard. Close the library (or use it in a `with` block) to stop them.
+    """
+
+    def __init__(self, readers: int = 0, *, min_parallel: int = MIN_PARALLEL) -> None:
         self._times: dict[str, CaptureTime | None] = {}
         self._sums: dict[str, str | None] = {}
         self._lock = threading.Lock()
+        self._readers = readers
+        self._min_parallel = min_parallel
+        self._pool: ProcessPoolExecutor | None = None
+        self._pending: dict[str, Future] = {}  # path -> the task reading it
+        self._tasks: dict[Future, list[str]] = {}  # task -> its paths, in order
         self.reads = 0
         self.hashes = 0
+
+    def __enter__(self) -> "LocalLibrary":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the reader processes; reads still wanted are then done in this process."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        self._pending.clear()
+        self._tasks.clear()
 
     def scan(self, root: str) -> LibraryIndex:
         return LibraryIndex.from_files(os.path.abspath(root), scan_files(root))
 
+    def prefetch(self, paths: Iterable[str]) -> None:
+        """Start reading these files' capture times in the reader processes, if there are enough."""
+        if not self._readers:
+            return
+        todo = [p for p in dict.fromkeys(paths) if p not in self._times and p not in self._pending]
+        if not todo or (self._pool is None and len(todo) < self._min_parallel):
+            return
+        try:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(self._readers, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_reader_init, initargs=(os.getpid(),))
+            for i in range(0, len(todo), READ_CHUNK):
+                chunk = todo[i:i + READ_CHUNK]
+                task = self._pool.submit(exif_reader.read_capture_times, chunk)
+                self._tasks[task] = chunk
+                for path in chunk:
+                    self._pending[path] = task
+        except (OSError, RuntimeError) as exc:  # no processes here (a sandbox, a limit): read in this one
+            log.warning("reading file dates in this process only (cannot start readers: %s)", exc)
+            self._readers = 0
+            self.close()
+
     def capture_time(self, path: str) -> CaptureTime | None:
         if path not in self._times:
-            value = exif_reader.read_capture_time(path)
-            with self._lock:
-                self._times[path] = value
-                self.reads += 1
+            task = self._pending.get(path)
+            if task is not None:
+                self._collect(task)
+            if path not in self._times:
+                value = exif_reader.read_capture_time(path)
+                with self._lock:
+                    self._times[path] = value
+                    self.reads += 1
         return self._times[path]
+
+    def _collect(self, task: Future) -> None:
+        paths = self._tasks.pop(task, [])
+        try:
+            values = task.result()
+        except Exception as exc:  # noqa: BLE001 - a reader died (killed, out of memory): read here
+            log.warning("a file-date reader failed (%s: %s); reading in this process",
+                        type(exc).__name__, exc)
+            self._readers = 0
+            self.close()
+            return
+        with self._lock:
+            for path, value in zip(paths, values):
+                self._times[path] = value
+                self._pending.pop(path, None)
+            self.reads += len(paths)
 
     def sha1(self, path: str) -> str | None:
         if path not in self._sums:

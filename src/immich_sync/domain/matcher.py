@@ -12,16 +12,16 @@ Order of evidence (README, "How matching decides"):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from attrs import frozen
 
 from .asset import Asset
 from .library import CaptureTime, LibraryFile, LibraryIndex
 from .match import Check, Confidence, DateEvidence, Evidence, MatchResult, MatchSummary, Status
-from .names import normalise_name
+from .names import asset_file_name, normalise_name
 
 QUARTER_HOUR = 15 * 60
 
@@ -201,6 +201,17 @@ def _renamed_copy(asset: Asset, library: LibraryIndex, judge: _Judge, now: datet
         return MatchResult.ambiguous(tuple(f.path for f in same), "checksum",
                                      judge.evidence(same[0], name=False), matched_at=now)
     return MatchResult.not_found("filename+checksum", matched_at=now)
+
+
+def files_to_date(raw: Mapping[str, Any], library: LibraryIndex) -> tuple[LibraryFile, ...]:
+    """The files whose capture time `match_asset` will ask for, so that a reader can fetch them
+    ahead: every name candidate (one is dated for its confidence, several to narrow them down).
+    External-library assets are left out: their path usually decides without a date. Read from the
+    server's dict (building an Asset costs more than this look-ahead is meant to save)."""
+    if raw.get("libraryId"):
+        return ()
+    name = asset_file_name(raw.get("originalFileName"), raw.get("originalPath"))
+    return library.named(name) if name else ()
 
 
 def needs_rematch(match: MatchSummary | None, library: LibraryIndex) -> bool:

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -77,6 +77,9 @@ class LibraryReader(Protocol):
     """TARGET: listed once, then read lazily (a date or a hash only when the matcher asks)."""
 
     def scan(self, root: str) -> LibraryIndex: ...
+
+    def prefetch(self, paths: Iterable[str]) -> None:
+        """These files' capture times will be asked for soon: start reading them (may do nothing)."""
 
     def capture_time(self, path: str) -> CaptureTime | None: ...
 

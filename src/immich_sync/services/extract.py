@@ -8,17 +8,18 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
+from itertools import islice
 from typing import Any, Protocol
 
 from attrs import define, field, frozen
 
-from ..audit import AUDIT, audit_line, audit_log
-from ..domain.cache import CacheNode, ImmichCache, Upsert
+from ..audit import audit_line, log_audit
+from ..domain.cache import CacheNode, ImmichCache, Upsert, is_newer
 from ..domain.match import Status
-from ..domain.matcher import MatchPolicy, match_asset, needs_rematch
+from ..domain.matcher import MatchPolicy, files_to_date, match_asset, needs_rematch
 from ..domain.timestamps import format_instant
 from ..ports import CacheRepository, Groups, ImmichSource, LibraryReader
 
@@ -37,6 +38,9 @@ class ExtractRequest:
     # an interruption loses at most two minutes of work. `checkpoint_every` (assets) is for tests.
     checkpoint_every: int = 0
     checkpoint_seconds: float = 120.0
+    # Assets are taken from the server a batch ahead of the matching (about a page), so that reader
+    # processes read the next batch's file dates while this one is matched.
+    read_ahead: int = 1000
 
     @property
     def is_full(self) -> bool:
@@ -97,7 +101,9 @@ class ExtractResult:
 
 def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheRepository,
                 library: LibraryReader, *, now: Callable[[], datetime],
-                progress: Progress | None = None) -> ExtractResult:
+                progress: Progress | None = None, audit: Callable[[str], None] = log_audit) -> ExtractResult:
+    """`audit` receives each asset's AUDIT line (by default the `immich_sync.audit` logger; the
+    command line writes them straight into its log file, at a tenth of a LogRecord's cost)."""
     progress = progress or NoProgress()
     started = time.monotonic()
     result = ExtractResult()
@@ -140,8 +146,10 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
             tags_future = pool.submit(source.tags)
             progress.stage("fetching and matching", source.count_assets(**filters))
             last_checkpoint, since_checkpoint = time.monotonic(), 0
-            for raw in source.iter_assets(**filters):
-                node = _process(raw, cache, index, library, policy, now(), result, seen)
+            assets = source.iter_assets(**filters)
+            announce = lambda batch: library.prefetch(_dates_wanted(batch, cache, index))  # noqa: E731
+            for raw in _read_ahead(assets, announce, max(1, request.read_ahead)):
+                node = _process(raw, cache, index, library, policy, now(), result, seen, audit)
                 repo.pack(node)  # settled: held compactly from here on
                 progress.advance()
                 since_checkpoint += 1
@@ -192,8 +200,34 @@ def _in_background(function: Callable[..., Any], *args: Any) -> Future:
     return future
 
 
+def _read_ahead(assets: Iterable[dict[str, Any]], announce: Callable[[list[dict[str, Any]]], None],
+                size: int) -> Iterator[dict[str, Any]]:
+    """Yield `assets` in order; each batch is announced before the one before it is yielded."""
+    it = iter(assets)
+    batch = list(islice(it, size))
+    if batch:
+        announce(batch)
+    while batch:
+        following = list(islice(it, size))
+        if following:
+            announce(following)
+        yield from batch
+        batch = following
+
+
+def _dates_wanted(batch: list[dict[str, Any]], cache: ImmichCache, index) -> list[str]:
+    """The files whose dates the matcher will read for this batch: those of the assets the update
+    and re-match rules will send to it (the same rules as `_process`; a miss only costs speed)."""
+    paths: list[str] = []
+    for raw in batch:
+        node = cache.get(str(raw.get("id")))
+        if node is None or is_newer(raw, node) or needs_rematch(node.match_summary(), index):
+            paths.extend(f.path for f in files_to_date(raw, index))
+    return paths
+
+
 def _process(raw: dict[str, Any], cache: ImmichCache, index, library: LibraryReader, policy: MatchPolicy,
-             moment: datetime, result: ExtractResult, seen: set[str]) -> CacheNode:
+             moment: datetime, result: ExtractResult, seen: set[str], audit: Callable[[str], None]) -> CacheNode:
     """One asset: the update rule, then the matcher when the rules say so, then its AUDIT line."""
     result.fetched += 1
     outcome = cache.upsert(raw, moment)
@@ -223,8 +257,7 @@ def _process(raw: dict[str, Any], cache: ImmichCache, index, library: LibraryRea
         result.by_method[match.method] += 1
         if match.status == Status.FOUND.value:
             result.by_confidence[match.confidence] += 1
-    if audit_log.isEnabledFor(AUDIT):
-        audit_log.log(AUDIT, audit_line(asset_id, raw.get("originalFileName") or "", match, note))
+    audit(audit_line(asset_id, raw.get("originalFileName") or "", match, note))
     return node
 
 
