@@ -274,3 +274,21 @@ def test_streamed_file_is_byte_for_byte_orjsons_indented_document():
                          option=orjson.OPT_INDENT_2)
     assert encode_cache_bytes(cache, T0) == whole
     assert encode_cache_bytes(ImmichCache(), T0).endswith(b'"assets": {}\n}')
+
+
+def test_pack_keeps_the_first_nodes_as_dicts_and_holds_the_rest_as_bytes_saved_the_same(tmp_path):
+    packed_repo = JsonCacheRepository(tmp_path / "packed.json", now=lambda: T0, keep_parsed=3)
+    parsed_repo = JsonCacheRepository(tmp_path / "parsed.json", now=lambda: T0, keep_parsed=10**6)
+    packed, parsed = sample_cache(), sample_cache()
+    raws = {node.id: json.loads(json.dumps(node.asset_raw)) for node in packed}
+    for node in packed:
+        packed_repo.pack(node)
+    for node in parsed:
+        parsed_repo.pack(node)
+    held = [node.stored is not None for node in packed]
+    assert held == [False] * 3 + [True] * (len(held) - 3) and not any(n.stored for n in parsed)
+    assert {node.id: node.asset_raw for node in packed} == raws  # read back from the bytes
+    packed_repo.save(packed)
+    parsed_repo.save(parsed)
+    assert (tmp_path / "packed.json").read_bytes() == (tmp_path / "parsed.json").read_bytes()
+    same(packed_repo.load(), parsed)
