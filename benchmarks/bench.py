@@ -1,6 +1,6 @@
 """Benchmark: immich-cache against the fake server, beside the floor for the same job.
 
-    python benchmarks/bench.py --n 20000 [--latency 0.0] [--version 3.1.0]
+    python benchmarks/bench.py --n 20000 [--latency 0.0] [--version 3.1.0] [--repeat 3] [--short]
 
 Prints wall time, peak RSS, cache size, request count and ratios to the baseline (a minimal
 script that pages the same server with one requests.Session, walks the folder with os.scandir
@@ -15,6 +15,8 @@ from datetime import datetime, timedelta, timezone
 import json
 import os
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -144,6 +146,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--version", default="3.1.0")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="rounds of baseline, first and unchanged run (medians are reported)")
     parser.add_argument("--short", action="store_true",
                         help="only the baseline, a first and an unchanged run, and a cache load (for N = 1,000,000)")
     args = parser.parse_args()
@@ -155,22 +159,34 @@ def main() -> None:
         print(f"generated {args.n} assets and files in {time.perf_counter() - t:.1f} s")
         fake.latency = args.latency
         env = {**os.environ, "IMMICH_INSTANCE_URL": fake.url, "IMMICH_API_KEY": fake.api_key}
-        base = timed([sys.executable, "-c", BASELINE, fake.url, fake.api_key, root, os.path.join(work, "raw.json")],
-                     env, work)
         cmd = [sys.executable, "-m", "immich_sync", root, "-q"]
-        fake.requests.clear()
-        first, rss_first = timed_rss(cmd, env, work)
-        requests_first = len(fake.requests)
-        second, rss_second = timed_rss(cmd, env, work)
         cache_path = os.path.join(work, "log", "cache_Photos.json")
+        # baseline, first and unchanged run in turn, `--repeat` times: the box is shared and noisy,
+        # so each ratio is taken within one round and the medians are reported
+        rounds = []
+        for _ in range(args.repeat):
+            base = timed([sys.executable, "-c", BASELINE, fake.url, fake.api_key, root,
+                          os.path.join(work, "raw.json")], env, work)
+            shutil.rmtree(os.path.join(work, "log"), ignore_errors=True)
+            fake.requests.clear()
+            first, rss_first = timed_rss(cmd, env, work)
+            requests_first = len(fake.requests)
+            second, rss_second = timed_rss(cmd, env, work)
+            rounds.append((base, first, second, rss_first, rss_second))
+            print(f"  round {len(rounds)}: baseline {base:.2f} s, first {first:.2f} s (x{first / base:.2f}), "
+                  f"unchanged {second:.2f} s (x{second / first:.2f} of the first)", flush=True)
+        base, first, second, rss_first, rss_second = (statistics.median(r[i] for r in rounds) for i in range(5))
+        first_ratio = statistics.median(r[1] / r[0] for r in rounds)
+        second_ratio = statistics.median(r[2] / r[1] for r in rounds)
         size_mb = os.path.getsize(cache_path) / 1e6
         load_out = subprocess.run([sys.executable, "-c", LOAD, cache_path], capture_output=True, text=True, check=True)
         load, load_rss = (float(x) for x in load_out.stdout.split())
-        print(f"\nN = {args.n}, server v{args.version}, latency {args.latency * 1000:.0f} ms/request")
+        print(f"\nN = {args.n}, server v{args.version}, latency {args.latency * 1000:.0f} ms/request, "
+              f"medians of {len(rounds)} rounds")
         print(f"  {'baseline (page + scandir + json.dump)':40s} {base:7.2f} s   x1.00")
-        print(f"  {'immich-cache first run':40s} {first:7.2f} s   x{first / base:.2f}   peak RSS {rss_first:.0f} MB")
+        print(f"  {'immich-cache first run':40s} {first:7.2f} s   x{first_ratio:.2f}   peak RSS {rss_first:.0f} MB")
         print(f"  {'second run, nothing changed':40s} {second:7.2f} s   x{second / base:.2f}   peak RSS {rss_second:.0f} MB")
-        print(f"  second / first                           x{second / first:.2f}")
+        print(f"  second / first                           x{second_ratio:.2f}")
         print(f"  requests in the first run                {requests_first}")
         print(f"  cache file                               {size_mb:7.1f} MB")
         print(f"  cache load + index build (fresh process) {load:7.2f} s   peak RSS {load_rss:.0f} MB")
