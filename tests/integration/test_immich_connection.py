@@ -166,6 +166,28 @@ def test_unreachable_server():
         conn.check()
 
 
+def test_an_unreachable_server_is_tried_once_for_all_who_ask(monkeypatch):
+    conn = ImmichConnection(ImmichConfig(url="http://127.0.0.1:9", api_key="k"), retry=fast_retry(total=1))
+    tries = []
+    real = conn._check
+    monkeypatch.setattr(conn, "_check", lambda: tries.append(1) or real())
+    for _ in range(3):  # the listing and the album and tag passes each ask
+        with pytest.raises(ServerUnreachable, match="cannot reach http://127.0.0.1:9"):
+            conn.check()
+    assert tries == [1]
+
+
+def test_check_is_made_once_when_threads_ask_together(fake_server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    fake = fake_server((3, 1, 0))
+    conn = connect(fake)
+    with ThreadPoolExecutor(4) as pool:
+        infos = list(pool.map(lambda _: conn.check(), range(4)))
+    assert len(set(infos)) == 1 and infos[0].user_id == fake.user_id
+    assert sum(1 for _, path, _ in fake.requests if path == "/api/users/me") == 1
+
+
 def test_too_old_server(fake_server):
     conn = connect(fake_server((1, 90, 0)))
     with pytest.raises(ImmichError, match="too old"):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 
 import pytest
 
 from fakes import FakeLibrary, FakeSource, InMemoryCacheRepository
 from immich_sync.domain.match import Status
+from immich_sync.errors import CacheFileError
 from immich_sync.ports import Groups
 from immich_sync.services.extract import ExtractRequest, default_cache_path, run_extract
 from immich_sync.testing.factory import make_asset
@@ -151,14 +153,71 @@ def test_file_dates_are_announced_a_batch_ahead_and_only_for_assets_that_will_be
     assert sorted(lib.prefetched) == ["/lib/x/dup.jpg", "/lib/y/dup.jpg"]
 
 
-def test_read_ahead_keeps_the_order_and_announces_each_batch_before_the_one_before_is_used():
-    from immich_sync.services.extract import _read_ahead
+def test_batches_are_yielded_in_order_each_announced_before_the_one_before_is_used():
+    from immich_sync.services.extract import _announced_ahead
 
     events = []
-    items = ({"id": str(i)} for i in range(5))
-    for item in _read_ahead(items, lambda batch: events.append([b["id"] for b in batch]), 2):
+    batches = iter([[{"id": "0"}, {"id": "1"}], [{"id": "2"}, {"id": "3"}], [{"id": "4"}]])
+    for item in _announced_ahead(batches, lambda batch: events.append([b["id"] for b in batch])):
         events.append(item["id"])
     assert events == [["0", "1"], ["2", "3"], "0", "1", ["4"], "2", "3", "4"]
+
+
+def test_the_listing_runs_ahead_in_bounded_batches_and_a_failure_comes_after_what_was_listed():
+    import threading
+
+    from immich_sync.services.extract import _ListingAhead
+
+    produced, release = [], threading.Event()
+
+    def listing():
+        for i in range(10):
+            produced.append(i)
+            yield {"id": str(i)}
+        release.wait(5)
+        raise ConnectionError("the server went away")
+
+    ahead = _ListingAhead(listing, size=2, ahead=2)
+    deadline = time.monotonic() + 5
+    while len(produced) < 6 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert len(produced) == 6  # 2 batches queued and a third waiting to be put: no further
+    got = []
+    with pytest.raises(ConnectionError):
+        for batch in ahead.batches():
+            got.extend(b["id"] for b in batch)
+            release.set()
+    assert got == [str(i) for i in range(10)]
+
+
+def test_the_listing_starts_before_the_cache_has_loaded(world):
+    lib, source, repo, assets = world
+    load = repo.load
+    listed_during_load = []
+
+    def slow_load():
+        deadline = time.monotonic() + 5
+        while not any(call[0] == "iter_assets" for call in source.calls) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        listed_during_load.append(any(call[0] == "iter_assets" for call in source.calls))
+        return load()
+
+    repo.load = slow_load
+    result = run(lib, source, repo)
+    assert listed_during_load == [True] and result.added == 4
+
+
+def test_a_bad_cache_stops_the_listing(world):
+    lib, source, repo, assets = world
+
+    def broken():
+        raise CacheFileError("cache.json: damaged")
+
+    repo.load = broken
+    with pytest.raises(CacheFileError):
+        run(lib, source, repo)
+    assert source.calls[-1] == ("cancel",)
 
 
 def test_external_library_assets_are_not_announced():

@@ -91,6 +91,8 @@ class ImmichConnection:
         self.workers = workers
         self.requests_made = 0
         self._count_lock = threading.Lock()
+        self._check_lock = threading.Lock()
+        self._check_failed: ImmichError | None = None
         self._cancelled = threading.Event()
         self.session = requests.Session()
         adapter = HTTPAdapter(max_retries=retry or default_retry(), pool_connections=workers + 2,
@@ -172,9 +174,20 @@ class ImmichConnection:
 
     # --- the port
     def check(self) -> ServerInfo:
-        """Reach the server, learn its version and who the key belongs to."""
-        if self.info is not None:
+        """Reach the server, learn its version and who the key belongs to (once: the listing and
+        the album and tag passes start together and all ask)."""
+        with self._check_lock:
+            if self._check_failed is not None:  # said once, after the retries: not tried again
+                raise self._check_failed
+            if self.info is None:
+                try:
+                    self.info = self._check()
+                except ImmichError as exc:
+                    self._check_failed = exc
+                    raise
             return self.info
+
+    def _check(self) -> ServerInfo:
         self.api_url = self._discover_api_url()
         try:
             self._call("GET", "server/ping")
@@ -189,9 +202,9 @@ class ImmichConnection:
             raise ImmichError(f"the server at {self._config.url} runs Immich v{'.'.join(map(str, version))}, "
                               "too old: immich-sync needs POST /api/search/metadata (v1.95 or newer)")
         me = self._call("GET", "users/me")
-        self.info = ServerInfo(url=self._config.url, version=version, user_id=str(me["id"]))
-        log.info("connected to Immich v%s at %s", self.info.version_text, self._config.url)
-        return self.info
+        info = ServerInfo(url=self._config.url, version=version, user_id=str(me["id"]))
+        log.info("connected to Immich v%s at %s", info.version_text, self._config.url)
+        return info
 
     def check_album(self, album_id: str) -> dict[str, Any]:
         """The album, or AlbumNotFound; a non-UUID id is refused before any request."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
 from collections import Counter
@@ -38,9 +39,11 @@ class ExtractRequest:
     # an interruption loses at most two minutes of work. `checkpoint_every` (assets) is for tests.
     checkpoint_every: int = 0
     checkpoint_seconds: float = 120.0
-    # Assets are taken from the server a batch ahead of the matching (about a page), so that reader
-    # processes read the next batch's file dates while this one is matched.
+    # Assets are matched in batches (about a page), each announced to the library a batch ahead
+    # so that reader processes read its file dates meanwhile; the listing runs up to
+    # `pages_ahead` batches ahead of the matching (~5 MB each), from the start of the run.
     read_ahead: int = 1000
+    pages_ahead: int = 32
 
     @property
     def is_full(self) -> bool:
@@ -108,47 +111,48 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
     started = time.monotonic()
     result = ExtractResult()
     with repo.lock():
-        # The folder is walked while the cache loads and the server answers: the walk waits on the
-        # disk, the load on the CPU. A daemon thread, so that a bad cache file ends the run at once.
-        progress.stage("scanning", None)
-        scan = _in_background(library.scan, request.target)
-        cache = repo.load()  # a foreign, corrupt or newer file stops the run here, untouched
-        log.info("cache loaded: %d assets", len(cache))
-        checkpoint = repo.load_checkpoint()
-        if checkpoint is not None and checkpoint.target == request.target:
-            log.info("resuming from the checkpoint of an interrupted run")
-            cache, result.resumed = checkpoint, True
-        elif request.clear:
-            cache.clear()
-        if cache.target and cache.target != request.target:
-            log.warning("the cache was made for %s, not %s: every asset is matched again",
-                        cache.target, request.target)
-            for node in cache:
-                cache.clear_match(node.id)
-        cache.target = request.target
-
-        info = source.check()
-        result.server_version = info.version_text
-        cache.server = {"url": info.url, "version": info.version_text, "userId": info.user_id}
-
-        index = scan.result()
-        result.files_scanned = len(index)
-        progress.advance(len(index))
-        log.info("scanned %s: %d candidate files", request.target, len(index))
-
         filters = dict(updated_after=request.updated_after, updated_before=request.updated_before,
                        album_id=request.album_id)
-        policy = MatchPolicy(verify=request.verify)
-        seen: set[str] = set()
+        # Three things start at once, as none needs another: the folder walk, the listing of the
+        # server's assets (a thread a few pages ahead) with the album and tag passes, and the cache
+        # load here. The server then works while the cache loads and the folder is walked.
+        progress.stage("scanning", None)
+        scan = _in_background(library.scan, request.target)
+        listing = _ListingAhead(lambda: source.iter_assets(**filters), max(1, request.read_ahead), request.pages_ahead)
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="membership")
         try:
             albums_future = pool.submit(source.albums)
             tags_future = pool.submit(source.tags)
+            cache = repo.load()  # a foreign, corrupt or newer file stops the run here, untouched
+            log.info("cache loaded: %d assets", len(cache))
+            checkpoint = repo.load_checkpoint()
+            if checkpoint is not None and checkpoint.target == request.target:
+                log.info("resuming from the checkpoint of an interrupted run")
+                cache, result.resumed = checkpoint, True
+            elif request.clear:
+                cache.clear()
+            if cache.target and cache.target != request.target:
+                log.warning("the cache was made for %s, not %s: every asset is matched again",
+                            cache.target, request.target)
+                for node in cache:
+                    cache.clear_match(node.id)
+            cache.target = request.target
+
+            info = source.check()
+            result.server_version = info.version_text
+            cache.server = {"url": info.url, "version": info.version_text, "userId": info.user_id}
+
+            index = scan.result()
+            result.files_scanned = len(index)
+            progress.advance(len(index))
+            log.info("scanned %s: %d candidate files", request.target, len(index))
+
+            policy = MatchPolicy(verify=request.verify)
+            seen: set[str] = set()
             progress.stage("fetching and matching", source.count_assets(**filters))
             last_checkpoint, since_checkpoint = time.monotonic(), 0
-            assets = source.iter_assets(**filters)
             announce = lambda batch: library.prefetch(_dates_wanted(batch, cache, index))  # noqa: E731
-            for raw in _read_ahead(assets, announce, max(1, request.read_ahead)):
+            for raw in _announced_ahead(listing.batches(), announce):
                 node = _process(raw, cache, index, library, policy, now(), result, seen, audit)
                 repo.pack(node)  # settled: held compactly from here on
                 progress.advance()
@@ -161,7 +165,8 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
             albums, tags = albums_future.result(), tags_future.result()
             log.info("album and tag membership fetched")
         except BaseException:
-            source.cancel()  # Ctrl-C or a failure: the membership passes stop at their next request
+            listing.stop()
+            source.cancel()  # Ctrl-C or a failure: the listing and membership passes stop at their next request
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown()
@@ -200,15 +205,56 @@ def _in_background(function: Callable[..., Any], *args: Any) -> Future:
     return future
 
 
-def _read_ahead(assets: Iterable[dict[str, Any]], announce: Callable[[list[dict[str, Any]]], None],
-                size: int) -> Iterator[dict[str, Any]]:
-    """Yield `assets` in order; each batch is announced before the one before it is yielded."""
-    it = iter(assets)
-    batch = list(islice(it, size))
+class _ListingAhead:
+    """The server's assets in batches, fetched by a thread up to `ahead` batches ahead of the
+    matching (a bounded queue: ~5 MB of dicts a batch of 1,000). A failure in the listing reaches
+    the caller when it takes the batch that would have followed."""
+
+    _END = object()
+
+    def __init__(self, listing: Callable[[], Iterable[dict[str, Any]]], size: int, ahead: int) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, ahead))
+        self._stopped = threading.Event()
+        threading.Thread(target=self._pump, args=(listing, size), daemon=True, name="listing").start()
+
+    def _pump(self, listing: Callable[[], Iterable[dict[str, Any]]], size: int) -> None:
+        try:
+            it = iter(listing())
+            while batch := list(islice(it, size)):
+                if not self._put(batch):
+                    return
+            self._put(self._END)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            self._put(exc)
+
+    def _put(self, item: object) -> bool:
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def batches(self) -> Iterator[list[dict[str, Any]]]:
+        while (item := self._queue.get()) is not self._END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+def _announced_ahead(batches: Iterator[list[dict[str, Any]]],
+                     announce: Callable[[list[dict[str, Any]]], None]) -> Iterator[dict[str, Any]]:
+    """Yield the batches' assets in order; each batch is announced before the one before it is
+    yielded, so that the reader processes read its file dates while that one is matched."""
+    batch = next(batches, None)
     if batch:
         announce(batch)
     while batch:
-        following = list(islice(it, size))
+        following = next(batches, None)
         if following:
             announce(following)
         yield from batch
@@ -216,12 +262,13 @@ def _read_ahead(assets: Iterable[dict[str, Any]], announce: Callable[[list[dict[
 
 
 def _dates_wanted(batch: list[dict[str, Any]], cache: ImmichCache, index) -> list[str]:
-    """The files whose dates the matcher will read for this batch: those of the assets the update
-    and re-match rules will send to it (the same rules as `_process`; a miss only costs speed)."""
+    """The files whose dates the matcher will read for this batch: those of the new and updated
+    assets and of those not found or ambiguous last time. A hint only (`_process` decides): an
+    asset whose matched file changed size is matched again too, and its file read when asked."""
     paths: list[str] = []
     for raw in batch:
         node = cache.get(str(raw.get("id")))
-        if node is None or is_newer(raw, node) or needs_rematch(node.match_summary(), index):
+        if node is None or node.found_path() is None or is_newer(raw, node):
             paths.extend(f.path for f in files_to_date(raw, index))
     return paths
 
