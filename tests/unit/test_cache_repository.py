@@ -292,3 +292,44 @@ def test_pack_keeps_the_first_nodes_as_dicts_and_holds_the_rest_as_bytes_saved_t
     parsed_repo.save(parsed)
     assert (tmp_path / "packed.json").read_bytes() == (tmp_path / "parsed.json").read_bytes()
     same(packed_repo.load(), parsed)
+
+
+def _old_layout(line: bytes) -> bytes:
+    """A node line as the first release wrote it: asset first, no keys."""
+    head, _, node = line.partition(b": ")
+    trailer = b"," if node.endswith(b",") else b""
+    doc = json.loads(node.rstrip(b","))
+    doc.pop("keys")
+    old = {"asset": doc.pop("asset"), **doc}
+    return head + b": " + json.dumps(old, separators=(",", ":"), ensure_ascii=False).encode() + trailer
+
+
+def test_nodes_load_from_their_keys_without_parsing_assets_and_old_layout_files_load_the_same(tmp_path, monkeypatch):
+    import immich_sync.adapters.json_repository as repository
+
+    original = sample_cache()
+    original.set_match(original.ids()[4], MatchResult.found('/lib/x,"asset":{y.jpg', "filename", Confidence.LOW,
+                                                             Evidence(name=True), matched_at=T0, file_size=1))
+    new_path, old_path = tmp_path / "new.json", tmp_path / "old.json"
+    save_cache(original, new_path)
+    lines = new_path.read_bytes().split(b"\n")
+    node_lines = [line for line in lines if line.startswith(b'    "') and b'"asset":' in line]
+    assert all(line.split(b": ", 1)[1].startswith(b'{"keys":{"name":') for line in node_lines)
+    assert all(line.rstrip(b",").endswith(b"}}") for line in node_lines)
+    old_path.write_bytes(b"\n".join(_old_layout(line) if line in node_lines else line for line in lines))
+    json.loads(old_path.read_bytes())
+
+    parsed_assets = []
+    real = repository._asset_of
+    monkeypatch.setattr(repository, "_asset_of", lambda stored: parsed_assets.append(1) or real(stored))
+    from_keys = load_cache(new_path)
+    assert parsed_assets == []  # the index keys came from `keys`
+    from_assets = load_cache(old_path)
+    same(from_keys, original)
+    same(from_assets, original)
+    for node in original:
+        for loaded in (from_keys.get(node.id), from_assets.get(node.id)):
+            assert (loaded.name_key, loaded.day, loaded.updated_text) == (node.name_key, node.day, node.updated_text)
+    some = original.get(original.ids()[7]).asset_raw
+    assert from_keys.find_by_name(some["originalFileName"]) == from_assets.find_by_name(some["originalFileName"])
+    assert from_keys.get(original.ids()[4]).match.path == '/lib/x,"asset":{y.jpg'
