@@ -14,6 +14,7 @@ from urllib.parse import urljoin
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3 import exceptions as urllib3_exceptions
 from urllib3.util.retry import Retry
 
 from .. import __version__
@@ -142,7 +143,7 @@ class ImmichConnection:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         url = f"{self.api_url}/{path.lstrip('/')}"
-        response = self._send(method, url, **kwargs)
+        response = self._send(method, url, stream=True, **kwargs)
         if response.status_code in (401, 403):
             detail = error_text(response)
             hint = " (the key lacks a permission)" if response.status_code == 403 else ""
@@ -152,7 +153,7 @@ class ImmichConnection:
             raise _HttpError(response.status_code, self._scrub(f"{method} /{path.lstrip('/')} {kind}: "
                                                                f"{error_text(response)}"))
         try:
-            return orjson.loads(response.content)
+            return orjson.loads(_body(response))
         except orjson.JSONDecodeError:
             raise ImmichError(f"{method} /{path.lstrip('/')} returned something that is not JSON "
                               f"(is {self._config.url} an Immich server?)") from None
@@ -359,6 +360,18 @@ class ImmichConnection:
             return {key: fetch(key) for key in keys}
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="immich") as pool:
             return dict(zip(keys, pool.map(fetch, keys)))
+
+
+def _body(response: requests.Response) -> bytes:
+    """The whole body, read in as few socket reads as the data allows. requests' `.content` reads
+    10 KB at a time, and each read gives up the GIL and waits to get it back: while the matcher
+    kept another thread busy, a 100-page listing took 76 s instead of 4 s (7 s read this way)."""
+    try:
+        data = response.raw.read(decode_content=True)
+    except (urllib3_exceptions.HTTPError, OSError) as exc:
+        raise ServerUnreachable(f"the answer to {response.request.method} {response.url} broke off: {exc}") from None
+    response.raw.release_conn()
+    return data
 
 
 class _HttpError(ImmichError):
