@@ -160,6 +160,23 @@ def test_unreadable_entries_are_logged_not_fatal(tmp_path, monkeypatch, caplog):
     assert "skipped unreadable folder" in caplog.text
 
 
+def test_a_walk_in_a_reader_process_gives_the_same_index_and_its_warnings_reach_this_log(tmp_path, caplog):
+    root = tmp_path / "lib"
+    write(root / "2024" / "IMG_0001.JPG", b"x" * 10)
+    write(root / "2025" / "IMG_0001.JPG", b"x" * 11)
+    write(root / "2025" / "Cre\u0301mieux.jpg", b"1")
+    os.symlink(root / "nowhere.jpg", root / "2025" / "dangling.jpg")  # unreadable even for root
+    here = LocalLibrary().scan(str(root))
+    caplog.clear()
+    with LocalLibrary(readers=1) as library:
+        there = library.scan(str(root))
+        assert library._pool is not None
+    assert there == here and len(there) == 3
+    assert sorted(f.path for f in there.named("img_0001.jpg")) == [str(root / "2024" / "IMG_0001.JPG"),
+                                                                   str(root / "2025" / "IMG_0001.JPG")]
+    assert "skipped unreadable" in caplog.text and "dangling.jpg" in caplog.text
+
+
 def test_nfd_names_are_found_by_their_nfc_form(tmp_path):
     root = tmp_path / "lib"
     write(root / "Cre\u0301mieux.jpg", b"1")

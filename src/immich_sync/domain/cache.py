@@ -20,6 +20,7 @@ from .match import MatchResult, MatchSummary, Status
 from .timestamps import parse_instant
 
 FORMAT_VERSION = 1
+_FOUND = Status.FOUND._value_
 MAX_RUNS_KEPT = 20
 
 
@@ -327,7 +328,7 @@ class ImmichCache:
                 continue
             status[summary.status] += 1
             method[summary.method] += 1
-            if summary.status == Status.FOUND.value:
+            if summary.status == _FOUND:
                 confidence[summary.confidence] += 1
         return {
             "assets": len(self._nodes),

@@ -35,7 +35,7 @@ class Confidence(enum.IntEnum):
 
     @property
     def label(self) -> str:
-        return self.name.lower()
+        return self._name_.lower()  # not `.name`: an enum property, slow in the per-asset path
 
     @classmethod
     def from_label(cls, label: str) -> "Confidence":

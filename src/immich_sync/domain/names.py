@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import posixpath
 import unicodedata
+from functools import lru_cache
 
 
+@lru_cache(maxsize=4096)  # a run normalises each asset's name three times (index, look-ahead, matcher)
 def normalise_name(name: str) -> str:
     """Unicode NFC and case-folded, so `IMG_0001.JPG`, `img_0001.jpg` and a macOS NFD name agree.
 

@@ -25,6 +25,7 @@ from ..domain.timestamps import format_instant
 from ..ports import CacheRepository, Groups, ImmichSource, LibraryReader
 
 log = logging.getLogger(__name__)
+FOUND = Status.FOUND._value_  # a str enum's value, read once (enum properties are slow per asset)
 
 
 @frozen
@@ -288,7 +289,7 @@ def _process(raw: dict[str, Any], cache: ImmichCache, index, library: LibraryRea
         result.updated += 1
     else:
         result.unchanged += 1
-    note = outcome.value
+    note = outcome._value_
     match = node.match_summary()
     if outcome is not Upsert.UNCHANGED or needs_rematch(match, index):
         if outcome is Upsert.UNCHANGED:
@@ -302,7 +303,7 @@ def _process(raw: dict[str, Any], cache: ImmichCache, index, library: LibraryRea
     if match is not None:
         result.by_status[match.status] += 1
         result.by_method[match.method] += 1
-        if match.status == Status.FOUND.value:
+        if match.status == FOUND:
             result.by_confidence[match.confidence] += 1
     audit(audit_line(asset_id, raw.get("originalFileName") or "", match, note))
     return node
