@@ -178,16 +178,21 @@ def _decode_node(asset_id: str, node: dict[str, Any], stored: bytes | None = Non
     """One node of the file. With `stored` (its bytes), the asset dict is not kept: only the keys
     the indexes and the update rule need (from `keys`, or else from the asset), and the bytes to
     parse it again from when asked; `node` may then lack its asset (see `_node_head`)."""
-    common = dict(id=asset_id, stored_match=_checked_match(node.get("match"), asset_id), decode=_decode_stored,
-                  albums=tuple(node.get("albums") or ()), tags=tuple(node.get("tags") or ()),
-                  cached_at=parse_instant(node.get("cachedAt")), gone_since=parse_instant(node.get("goneSince")))
+    match = _checked_match(node.get("match"), asset_id)
+    albums, tags = node.get("albums"), node.get("tags")
+    albums, tags = tuple(albums) if albums else (), tuple(tags) if tags else ()
+    cached_at, gone = parse_instant(node.get("cachedAt")), node.get("goneSince")
+    gone_since = None if gone is None else parse_instant(gone)
     if stored is None:
-        return CacheNode(asset_raw=node["asset"], **common)
+        return CacheNode(id=asset_id, asset_raw=node["asset"], albums=albums, tags=tags, cached_at=cached_at,
+                         gone_since=gone_since, stored_match=match, decode=_decode_stored)
     keys = _checked_keys(node.get("keys"))
     if keys is None:  # written without keys (another tool): derive them from the asset
         raw = node["asset"] if "asset" in node else _asset_of(stored)
         keys = (raw_name_key(raw), raw_day(raw), raw.get("updatedAt"))
-    return CacheNode(stored=stored, parse=_asset_of, name_key=keys[0], day=keys[1], updated_text=keys[2], **common)
+    return CacheNode(id=asset_id, albums=albums, tags=tags, cached_at=cached_at, gone_since=gone_since,
+                     stored_match=match, decode=_decode_stored, stored=stored, parse=_asset_of,
+                     name_key=keys[0], day=keys[1], updated_text=keys[2])
 
 
 def _checked_keys(keys: Any) -> tuple[str, str | None, str | None] | None:

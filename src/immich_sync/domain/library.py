@@ -51,8 +51,8 @@ class LibraryIndex:
         # sorted by path: nothing downstream may depend on the order the disk listed files in
         return cls(
             root=root,
-            by_name={k: tuple(sorted(v, key=_path)) for k, v in by_name.items()},
-            by_size={k: tuple(sorted(v, key=_path)) for k, v in by_size.items()},
+            by_name={k: _by_path(v) for k, v in by_name.items()},
+            by_size={k: _by_path(v) for k, v in by_size.items()},
             by_path=by_path,
         )
 
@@ -71,3 +71,7 @@ class LibraryIndex:
 
 def _path(f: LibraryFile) -> str:
     return f.path
+
+
+def _by_path(files: list[LibraryFile]) -> tuple[LibraryFile, ...]:
+    return (files[0],) if len(files) == 1 else tuple(sorted(files, key=_path))  # most names are unique
