@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sys
 import threading
 import time
 import uuid
@@ -63,6 +64,14 @@ class FakeTag:
     parent_id: str | None = None
     asset_ids: set[str] = field(factory=set)
     raw: dict[str, Any] | None = None
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that went away (a killed or interrupted run) is not the server's error to print."""
+
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
 
 
 def _instant(value: str) -> datetime:
@@ -180,7 +189,7 @@ class FakeImmich:
 
     def start(self) -> "FakeImmich":
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _QuietServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="fake-immich")
         self._thread.start()
