@@ -212,22 +212,23 @@ _KEYS_FIRST = b'{"keys":'
 _ASSET_AT = b',"asset":{'
 
 
+def _asset_at(stored: bytes) -> int:
+    """Where `,"asset":{` starts in a node written keys first and asset last, else -1."""
+    if stored.startswith(_KEYS_FIRST) and stored.endswith(b"}}"):
+        return stored.find(_ASSET_AT)
+    return -1
+
+
 def _node_head(stored: bytes) -> dict[str, Any]:
     """The node without its asset when it was written keys first and asset last (~300 bytes to
     parse instead of ~2 KB); otherwise the whole node."""
-    if stored.startswith(_KEYS_FIRST) and stored.endswith(b"}}"):
-        cut = stored.find(_ASSET_AT)
-        if cut > 0:
-            return orjson.loads(stored[:cut] + b"}")
-    return orjson.loads(stored)
+    cut = _asset_at(stored)
+    return orjson.loads(stored[:cut] + b"}") if cut > 0 else orjson.loads(stored)
 
 
 def _asset_of(stored: bytes) -> dict[str, Any]:
-    if stored.startswith(_KEYS_FIRST) and stored.endswith(b"}}"):
-        cut = stored.find(_ASSET_AT)
-        if cut > 0:
-            return orjson.loads(stored[cut + len(_ASSET_AT) - 1:-1])
-    return orjson.loads(stored)["asset"]
+    cut = _asset_at(stored)
+    return orjson.loads(stored[cut + len(_ASSET_AT) - 1:-1]) if cut > 0 else orjson.loads(stored)["asset"]
 
 
 def read_node_lines(handle: BinaryIO, source: str) -> ImmichCache:
