@@ -20,7 +20,6 @@ from .match import MatchResult, MatchSummary, Status
 from .timestamps import parse_instant
 
 FORMAT_VERSION = 1
-_FOUND = Status.FOUND._value_
 MAX_RUNS_KEPT = 20
 
 
@@ -328,7 +327,7 @@ class ImmichCache:
                 continue
             status[summary.status] += 1
             method[summary.method] += 1
-            if summary.status == _FOUND:
+            if summary.status == Status.FOUND:
                 confidence[summary.confidence] += 1
         return {
             "assets": len(self._nodes),

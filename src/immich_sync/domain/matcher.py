@@ -24,7 +24,6 @@ from .match import Check, Confidence, DateEvidence, Evidence, MatchResult, Match
 from .names import asset_file_name, normalise_name
 
 QUARTER_HOUR = 15 * 60
-_FOUND = Status.FOUND._value_
 _DATE_SCORE = {DateEvidence.EQUAL: 2, DateEvidence.NEAR: 1}
 
 
@@ -219,7 +218,7 @@ def files_to_date(raw: Mapping[str, Any], library: LibraryIndex) -> tuple[Librar
 def needs_rematch(match: MatchSummary | None, library: LibraryIndex) -> bool:
     """Match again, even when the asset did not change, when the cached match is not found or
     ambiguous, or its file is gone or changed size since it was matched."""
-    if match is None or match.status != _FOUND or match.path is None:
+    if match is None or match.status != Status.FOUND or match.path is None:
         return True
     file = library.get(match.path)
     return file is None or (match.file_size is not None and file.size != match.file_size)

@@ -25,7 +25,6 @@ from ..domain.timestamps import format_instant
 from ..ports import CacheRepository, Groups, ImmichSource, LibraryReader
 
 log = logging.getLogger(__name__)
-FOUND = Status.FOUND._value_  # a str enum's value, read once (enum properties are slow per asset)
 
 
 @frozen
@@ -303,7 +302,7 @@ def _process(raw: dict[str, Any], cache: ImmichCache, index, library: LibraryRea
     if match is not None:
         result.by_status[match.status] += 1
         result.by_method[match.method] += 1
-        if match.status == FOUND:
+        if match.status == Status.FOUND:  # a str enum: compares as its text, no `.value` lookup
             result.by_confidence[match.confidence] += 1
     audit(audit_line(asset_id, raw.get("originalFileName") or "", match, note))
     return node
