@@ -275,9 +275,15 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+# Each read of the file gives up the GIL and waits to get it back; with the default 8 KB buffer
+# the 27,000 reads of a 100,000-asset cache queued behind the listing thread's page parsing and
+# the load took 3-6 s instead of 1.7 s. 4 MB reads: ~60 waits.
+_READ_BUFFER = 4 << 20
+
+
 def read_cache_file(path: Path) -> ImmichCache:
     try:
-        with open(path, "rb") as handle, _gc_paused():
+        with open(path, "rb", buffering=_READ_BUFFER) as handle, _gc_paused():
             try:
                 return read_node_lines(handle, str(path))
             except orjson.JSONDecodeError as exc:
