@@ -111,7 +111,25 @@ def test_v31_album_page_loop_stops(fake_server):
     album = fake.add_album("Trip", list(ids.values())[:3])
     conn = connect(fake, page_size=2)
     assert len(list(conn.iter_assets(album_id=album.id))) == 3
-    assert len(fake.search_requests()) == 2  # the second page repeated: stop
+    pages = [body["page"] for body in fake.search_requests()]
+    # the second page repeated: stop (page 3 may have been asked for already, as the guess ahead)
+    assert sorted(pages) in ([1, 2], [1, 2, 3])
+
+
+@pytest.mark.parametrize("in_flight", [1, 2])
+def test_listing_asks_for_the_next_page_before_reading_this_one(fake_server, in_flight):
+    fake = fake_server((3, 1, 0))
+    ids = populate(fake, n=9)
+    fake.latency = 0.05  # each answer takes 50 ms: pages asked for together overlap
+    conn = connect(fake, page_size=3, pages_in_flight=in_flight)
+    conn.check()
+    fake.most_in_flight = 0
+    listed = [a["id"] for a in conn.iter_assets()]
+    owned = {i for name, i in ids.items() if name.startswith(("timeline", "archive", "hidden"))}
+    assert len(listed) == len(owned) and set(listed) == owned  # each once, none lost to a guess
+    assert fake.most_in_flight == in_flight
+    pages = sorted(body["page"] for body in fake.search_requests())
+    assert pages[: 5] == [1, 2, 3, 4, 5] and len(pages) <= 5 + (in_flight - 1)  # at most one guess past the end
 
 
 def test_album_errors(fake_server):
@@ -133,7 +151,11 @@ def test_retries_transient_faults(fake_server):
                     Fault("slow", "/api/users/me", delay=0.2)]
     conn = connect(fake)
     assert len(list(conn.iter_assets())) == 5 + 2 + 2
-    assert len(fake.search_requests()) == 5  # four failed tries, then the page
+    # four failed tries (a request succeeds only once the faults are used up), then page 1 and
+    # page 2, asked for beside it as the guess ahead (past the end: it brings nothing)
+    pages = [body["page"] for body in fake.search_requests()]
+    assert len(pages) == 6 and set(pages) == {1, 2}
+    assert all(f.count == 0 for f in fake.faults if f.path == "/api/search/metadata")
 
 
 def test_gives_up_cleanly_after_persistent_faults(fake_server):

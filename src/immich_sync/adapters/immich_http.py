@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
+from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 from urllib.parse import urljoin
@@ -29,6 +30,11 @@ log = logging.getLogger(__name__)
 # Concurrent album/tag passes: 4 requests in flight hide the latency of a remote server without
 # loading a home server (often a NAS with 2-4 cores) with more parallel searches than it has cores.
 MEMBERSHIP_WORKERS = 4
+# Listing pages asked for at once: with two, the server builds the next page while this client
+# reads the last one, and a remote server's latency is not paid once a page (20 ms a request:
+# 20 pages in 0.7 s instead of 0.9 s); more would only queue on a server whose own work per page
+# is then the limit, and load a NAS's few cores for nothing.
+PAGES_IN_FLIGHT = 2
 _insecure_warned = threading.Event()
 
 
@@ -84,20 +90,22 @@ class ImmichConnection:
 
     def __init__(self, config: ImmichConfig, *, include_partners: bool = False,
                  timeout: tuple[float, float] = (10.0, 120.0), retry: Retry | None = None,
-                 page_size: int = plan.PAGE_SIZE, workers: int = MEMBERSHIP_WORKERS) -> None:
+                 page_size: int = plan.PAGE_SIZE, workers: int = MEMBERSHIP_WORKERS,
+                 pages_in_flight: int = PAGES_IN_FLIGHT) -> None:
         self._config = config
         self.include_partners = include_partners
         self.timeout = timeout
         self.page_size = page_size
         self.workers = workers
+        self.pages_in_flight = pages_in_flight
         self.requests_made = 0
         self._count_lock = threading.Lock()
         self._check_lock = threading.Lock()
         self._check_failed: ImmichError | None = None
         self._cancelled = threading.Event()
         self.session = requests.Session()
-        adapter = HTTPAdapter(max_retries=retry or default_retry(), pool_connections=workers + 2,
-                              pool_maxsize=workers + 2)
+        adapter = HTTPAdapter(max_retries=retry or default_retry(), pool_connections=workers + pages_in_flight + 1,
+                              pool_maxsize=workers + pages_in_flight + 1)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update({"x-api-key": config.api_key, "Accept": "application/json",
@@ -254,7 +262,8 @@ class ImmichConnection:
             yield from self._flat_pages(body, with_exif=True)
 
     def _flat_pages(self, body: dict[str, Any], *, with_exif: bool) -> Iterator[dict[str, Any]]:
-        """Page through one flat search (`page`/`nextPage`)."""
+        """Page through one flat search (`page`/`nextPage`). Page k+1 follows page k, so the
+        following pages are asked for before this one has been read (see `_pages`)."""
         def follow(result: dict[str, Any], page: int | None) -> int | None:
             try:
                 following = int(result.get("nextPage") or 0)
@@ -262,23 +271,27 @@ class ImmichConnection:
                 return None
             return following if following > (page or 1) else None
 
-        return self._pages(body, "page", 1, follow, with_exif=with_exif)
+        return self._pages(body, "page", 1, follow, guess=lambda page: (page or 1) + 1, with_exif=with_exif)
 
     def _cursor_pages(self, body: dict[str, Any], *, with_exif: bool) -> Iterator[dict[str, Any]]:
-        """Page through one v3.2 cursor search (`cursor`/`nextCursor`)."""
+        """Page through one v3.2 cursor search (`cursor`/`nextCursor`): one page at a time, as the
+        next cursor is known only from this page."""
         def follow(result: dict[str, Any], cursor: str | None) -> str | None:
             following = result.get("nextCursor")
             return following if following and following != cursor else None
 
-        return self._pages(body, "cursor", None, follow, with_exif=with_exif)
+        return self._pages(body, "cursor", None, follow, guess=None, with_exif=with_exif)
 
     def _pages(self, body: dict[str, Any], token_key: str, token: Any, follow,
-               *, with_exif: bool) -> Iterator[dict[str, Any]]:
+               *, guess, with_exif: bool) -> Iterator[dict[str, Any]]:
         """Yield each page's items; stop on the last page, or on a page that brings no new id
         (v3.1.0 with albumIds returned the same page forever, #31311).
 
-        The next page is requested as soon as this one arrives, so the server works on it while
-        the caller matches this page's assets (one request ahead, never more).
+        The server works while this client reads: with `guess` (the token that usually follows),
+        `pages_in_flight` pages are asked for before the current one has been read, so a remote
+        server's latency is not paid once a page; a wrong guess (past the last page, or a server
+        that jumps) is dropped and the right page asked for. Without it (cursor paging), the next
+        page is asked for as soon as this one is read.
         """
         def fetch(page_token: Any) -> dict[str, Any]:
             request = {**body, "size": self.page_size}
@@ -289,21 +302,27 @@ class ImmichConnection:
             return self._call("POST", "search/metadata", json=request).get("assets") or {}
 
         seen: set[str] = set()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="immich-page") as ahead:
-            pending = ahead.submit(fetch, token)
-            while pending is not None:
-                result = pending.result()
-                items = result.get("items") or []
-                fresh = [item for item in items if item.get("id") not in seen]
-                seen.update(item.get("id") for item in items)
-                token = follow(result, token)
-                pending = ahead.submit(fetch, token) if token is not None and fresh else None
-                try:
+        depth = max(1, self.pages_in_flight) if guess is not None else 1
+        with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="immich-page") as ahead:
+            pending: deque[tuple[Any, Future]] = deque([(token, ahead.submit(fetch, token))])
+            try:
+                while pending:
+                    token, future = pending.popleft()
+                    while len(pending) < depth - 1:  # guessed pages in flight behind this one
+                        last = guess(pending[-1][0] if pending else token)
+                        pending.append((last, ahead.submit(fetch, last)))
+                    result = future.result()
+                    items = result.get("items") or []
+                    fresh = [item for item in items if item.get("id") not in seen]
+                    seen.update(item.get("id") for item in items)
+                    following = follow(result, token) if fresh else None
+                    if following is None or not pending or pending[0][0] != following:
+                        _drop(pending)  # past the last page, or a guess the server did not follow
+                        if following is not None:
+                            pending.append((following, ahead.submit(fetch, following)))
                     yield from fresh
-                except GeneratorExit:
-                    if pending is not None:
-                        pending.cancel()
-                    raise
+            finally:
+                _drop(pending)  # the last page, a wrong guess, a failure or the caller stopping
 
     def count_assets(self, updated_after: datetime | None = None, updated_before: datetime | None = None,
                      album_id: str | None = None) -> int | None:
@@ -360,6 +379,12 @@ class ImmichConnection:
             return {key: fetch(key) for key in keys}
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="immich") as pool:
             return dict(zip(keys, pool.map(fetch, keys)))
+
+
+def _drop(pending: deque[tuple[Any, Future]]) -> None:
+    """Forget the guessed pages: those not yet asked for are cancelled, one on its way finishes."""
+    while pending:
+        pending.popleft()[1].cancel()
 
 
 def _body(response: requests.Response) -> bytes:
