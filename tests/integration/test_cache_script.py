@@ -55,9 +55,15 @@ def test_first_run_second_run_and_clear(setup):
     assert len(doc["assets"]) == 12
     assert {n["match"]["status"] for n in doc["assets"].values()} == {"found"}
     assert doc["assets"][ids[0]]["albums"] == list(fake.albums)
+    written = (tmp / "log" / "cache_Photos.json").read_bytes()
+    same = cli(tmp, env, "Photos")
+    assert same.returncode == 0 and "0 added, 0 updated, 12 unchanged" in same.stdout
+    assert "nothing changed: the file is left as it was" in same.stdout
+    assert (tmp / "log" / "cache_Photos.json").read_bytes() == written
     fake.touch(ids[3], "2026-06-01T00:00:00.000Z")
     second = cli(tmp, env, "--target=Photos")
     assert second.returncode == 0 and "0 added, 1 updated, 11 unchanged" in second.stdout
+    assert "saved to" in second.stdout and len(cache_of(tmp)["runs"]) == 2
     del fake.assets[ids[5]]
     third = cli(tmp, env, "Photos", "--clear")
     assert third.returncode == 0 and "11 added" in third.stdout and len(cache_of(tmp)["assets"]) == 11

@@ -11,6 +11,7 @@ from fakes import FakeLibrary, FakeSource, InMemoryCacheRepository
 from immich_sync.domain.match import Status
 from immich_sync.errors import CacheFileError
 from immich_sync.ports import Groups
+from immich_sync.adapters.json_repository import JsonCacheRepository
 from immich_sync.services.extract import ExtractRequest, default_cache_path, run_extract
 from immich_sync.testing.factory import make_asset
 
@@ -231,3 +232,36 @@ def test_external_library_assets_are_not_announced():
     assert [f.path for f in files_to_date(uploaded, index)] == ["/lib/a/IMG_1.JPG", "/lib/b/img_1.jpg"]
     assert files_to_date(old_server, index) == files_to_date(uploaded, index)
     assert files_to_date({**uploaded, "libraryId": "lib-1"}, index) == ()
+
+
+def test_a_run_that_changes_nothing_leaves_the_file_as_it_was(world, tmp_path):
+    lib, source, _, assets = world
+    repo = JsonCacheRepository(tmp_path / "cache.json")
+    assert run(lib, source, repo).saved
+    written = repo.path.read_bytes()
+    again = run(lib, source, repo)
+    # the ambiguous and the not-found asset were matched again, to the same result: no change
+    assert (again.unchanged, again.rematched, again.saved) == (4, 2, False)
+    assert repo.path.read_bytes() == written and len(repo.load().runs) == 1
+
+
+@pytest.mark.parametrize("change", ["asset updated", "album membership", "new tag", "asset gone",
+                                    "file now found", "other server"])
+def test_any_change_rewrites_the_file(world, tmp_path, change):
+    lib, source, _, assets = world
+    repo = JsonCacheRepository(tmp_path / "cache.json")
+    run(lib, source, repo)
+    if change == "asset updated":
+        source.assets[assets[0]["id"]] = {**assets[0], "updatedAt": "2026-02-01T00:00:00.000Z"}
+    elif change == "album membership":
+        source.album_groups = Groups({"al": "Trip"}, {"al": frozenset({assets[1]["id"]})})
+    elif change == "new tag":
+        source.tag_groups = Groups({"t": "Family", "u": "Work"}, {"t": frozenset({assets[1]["id"]}), "u": frozenset()})
+    elif change == "asset gone":
+        del source.assets[assets[3]["id"]]
+    elif change == "file now found":
+        lib.add("2024/gone.jpg", 100, TAKEN)
+    else:
+        source.version = (3, 2, 0)
+    result = run(lib, source, repo)
+    assert result.saved and len(repo.load().runs) == 2

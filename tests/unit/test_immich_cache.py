@@ -132,6 +132,18 @@ def test_match_changes_move_the_path_index():
     assert cache.find_by_path("/lib/y.jpg") == []
 
 
+def test_the_same_result_again_is_no_change():
+    cache = ImmichCache()
+    cache.upsert(raw("a"), T0)
+    node = cache.get("a")
+    cache.set_match("a", MatchResult.not_found(matched_at=T0))
+    node.keep_stored(b"{}", lambda _: raw("a"))  # as the file holds it from here on
+    cache.set_match("a", MatchResult.not_found(matched_at=T0 + timedelta(days=1)))
+    assert node.stored is not None and node.match.matched_at == T0  # kept, first time kept
+    cache.set_match("a", found("/lib/a.jpg"))
+    assert node.stored is None and node.match.status is Status.FOUND  # another result: changed
+
+
 def test_gone_marking_and_stats():
     cache = ImmichCache()
     cache.upsert(raw("a"), T0)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from attrs import define, field
+from attrs import define, evolve, field
 
 from .asset import Asset
 from .index import CacheIndex, raw_day, raw_name_key
@@ -182,6 +182,11 @@ class ImmichCache:
     def ids(self) -> list[str]:
         return list(self._nodes)
 
+    def all_as_stored(self) -> bool:
+        """Every node is as the file it was read from holds it (none added, changed or decoded
+        from a layout that must be written anew)."""
+        return all(node.stored is not None for node in self._nodes.values())
+
     # --- write
     def upsert(self, raw: dict[str, Any], now: datetime) -> Upsert:
         """Add an asset, or replace it when the server's updatedAt is newer. Says which happened.
@@ -214,7 +219,12 @@ class ImmichCache:
         return True
 
     def set_match(self, asset_id: str, match: MatchResult | None) -> None:
+        """Record a match. The same result reached again (a not-found asset still not found) is
+        no change: the node keeps the match it had, with the time it was first reached."""
         node = self._nodes[asset_id]
+        held = node.match
+        if match is not None and held is not None and evolve(match, matched_at=held.matched_at) == held:
+            return
         node.match = match
         self.index.refresh_match(node)
 

@@ -168,7 +168,8 @@ def summary_text(result: ExtractResult, cache_path: str) -> str:
     ]
     if result.claimed_twice:
         lines.append(f"  warning:    {len(result.claimed_twice)} files are matched by more than one asset")
-    lines.append(f"  saved to   {cache_path}")
+    lines.append(f"  saved to   {cache_path}" if result.saved else
+                 f"  unchanged: {cache_path} (nothing changed: the file is left as it was)")
     return "\n".join(lines)
 
 

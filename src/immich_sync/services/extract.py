@@ -87,6 +87,7 @@ class ExtractResult:
     files_scanned: int = 0
     claimed_twice: dict[str, list[str]] = field(factory=dict)
     resumed: bool = False
+    saved: bool = False  # the cache file was written (a run that changed nothing leaves it as it was)
     server_version: str = ""
     duration: float = 0.0
 
@@ -124,6 +125,7 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
             albums_future = pool.submit(source.albums)
             tags_future = pool.submit(source.tags)
             cache = repo.load()  # a foreign, corrupt or newer file stops the run here, untouched
+            as_loaded = _file_state(cache)
             log.info("cache loaded: %d assets", len(cache))
             checkpoint = repo.load_checkpoint()
             if checkpoint is not None and checkpoint.target == request.target:
@@ -182,14 +184,26 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
         for path, ids in result.claimed_twice.items():
             log.warning("%s is matched by %d assets: %s", path, len(ids), ", ".join(ids))
         result.duration = time.monotonic() - started
-        cache.add_run({"at": format_instant(now()), "full": request.is_full, "clear": request.clear,
-                       "after": _opt(request.updated_after), "before": _opt(request.updated_before),
-                       "album": request.album_id, **result.summary()})
-        repo.save(cache)
+        if not result.resumed and _file_state(cache) == as_loaded and cache.all_as_stored():
+            # Rewriting 200 MB to say nothing happened would cost a second and the disk's wear on
+            # every cron run: the file stays as it was, and the run's summary is in its log.
+            log.info("nothing changed: the cache file is left as it was")
+        else:
+            cache.add_run({"at": format_instant(now()), "full": request.is_full, "clear": request.clear,
+                           "after": _opt(request.updated_after), "before": _opt(request.updated_before),
+                           "album": request.album_id, **result.summary()})
+            repo.save(cache)
+            result.saved = True
+            log.info("cache saved")
         repo.drop_checkpoint()
-        log.info("cache saved")
     progress.close()
     return result
+
+
+def _file_state(cache: ImmichCache) -> tuple[Any, ...]:
+    """What the file holds besides its nodes and runs (an empty cache never counts as unchanged:
+    its file may not exist yet)."""
+    return (len(cache) or None, cache.target, dict(cache.server), dict(cache.albums), dict(cache.tags))
 
 
 def _in_background(function: Callable[..., Any], *args: Any) -> Future:
