@@ -130,6 +130,10 @@ def test_listing_asks_for_the_next_page_before_reading_this_one(fake_server, in_
     assert fake.most_in_flight == in_flight
     pages = sorted(body["page"] for body in fake.search_requests())
     assert pages[: 5] == [1, 2, 3, 4, 5] and len(pages) <= 5 + (in_flight - 1)  # at most one guess past the end
+    fake.requests.clear()
+    fake.add_album("Trip", list(owned))
+    conn.albums()  # membership passes ask one page at a time: most albums fit in one
+    assert sorted(body["page"] for body in fake.search_requests()) == [1, 2, 3, 4, 5]
 
 
 def test_album_errors(fake_server):

@@ -302,7 +302,9 @@ class ImmichConnection:
             return self._call("POST", "search/metadata", json=request).get("assets") or {}
 
         seen: set[str] = set()
-        depth = max(1, self.pages_in_flight) if guess is not None else 1
+        # Only the listing guesses: the album and tag passes already run several searches at
+        # once, each usually a single page, and a guess would double their requests.
+        depth = max(1, self.pages_in_flight) if guess is not None and with_exif else 1
         with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="immich-page") as ahead:
             pending: deque[tuple[Any, Future]] = deque([(token, ahead.submit(fetch, token))])
             try:
