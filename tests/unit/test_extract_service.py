@@ -265,3 +265,10 @@ def test_any_change_rewrites_the_file(world, tmp_path, change):
         source.version = (3, 2, 0)
     result = run(lib, source, repo)
     assert result.saved and len(repo.load().runs) == 2
+
+
+def test_a_run_with_nothing_on_the_server_still_writes_the_file(tmp_path):
+    repo = JsonCacheRepository(tmp_path / "cache.json")
+    for _ in range(2):
+        assert run(FakeLibrary(), FakeSource(), repo).saved
+    assert repo.path.exists() and len(repo.load()) == 0

@@ -184,7 +184,7 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
         for path, ids in result.claimed_twice.items():
             log.warning("%s is matched by %d assets: %s", path, len(ids), ", ".join(ids))
         result.duration = time.monotonic() - started
-        if not result.resumed and _file_state(cache) == as_loaded and cache.all_as_stored():
+        if _left_as_loaded(cache, as_loaded, result):
             # Rewriting 200 MB to say nothing happened would cost a second and the disk's wear on
             # every cron run: the file stays as it was, and the run's summary is in its log.
             log.info("nothing changed: the cache file is left as it was")
@@ -201,9 +201,15 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
 
 
 def _file_state(cache: ImmichCache) -> tuple[Any, ...]:
-    """What the file holds besides its nodes and runs (an empty cache never counts as unchanged:
-    its file may not exist yet)."""
-    return (len(cache) or None, cache.target, dict(cache.server), dict(cache.albums), dict(cache.tags))
+    """What the file holds besides its nodes' own data and its runs."""
+    return (len(cache), cache.target, dict(cache.server), dict(cache.albums), dict(cache.tags))
+
+
+def _left_as_loaded(cache: ImmichCache, as_loaded: tuple[Any, ...], result: ExtractResult) -> bool:
+    """Nothing to write: every node as the file holds it and the rest of the file the same. A
+    resumed run's cache came from its checkpoint, and an empty cache may have no file yet."""
+    return (not result.resumed and len(cache) > 0 and _file_state(cache) == as_loaded
+            and cache.all_as_stored())
 
 
 def _in_background(function: Callable[..., Any], *args: Any) -> Future:
