@@ -35,6 +35,9 @@ class InMemoryCacheRepository:
         finally:
             self.locked = False
 
+    def exists(self) -> bool:
+        return self.doc is not None
+
     def load(self) -> ImmichCache:
         return ImmichCache() if self.doc is None else decode_cache(copy.deepcopy(self.doc), "memory")
 
@@ -72,9 +75,18 @@ class FakeSource:
 
     def iter_assets(self, updated_after=None, updated_before=None, album_id=None):
         self.calls.append(("iter_assets", updated_after, updated_before, album_id))
-        for n, raw in enumerate(self.assets.values()):
+        for n, raw in enumerate(self._listed(album_id)):
             if self.fail_after is not None and n >= self.fail_after:
                 raise KeyboardInterrupt
+            yield raw
+
+    def iter_versions(self, updated_after=None, updated_before=None, album_id=None):
+        self.calls.append(("iter_versions", updated_after, updated_before, album_id))
+        for raw in self._listed(album_id):
+            yield raw["id"], raw.get("updatedAt"), raw.get("originalFileName") or ""
+
+    def _listed(self, album_id):
+        for raw in list(self.assets.values()):
             if album_id is not None and album_id not in self.album_groups.members:
                 continue
             if album_id is not None and raw["id"] not in self.album_groups.members[album_id]:

@@ -116,6 +116,18 @@ def test_v31_album_page_loop_stops(fake_server):
     assert sorted(pages) in ([1, 2], [1, 2, 3])
 
 
+@pytest.mark.parametrize("version", [(2, 7, 5), (3, 1, 0), (3, 2, 0)], ids=lambda v: "v" + ".".join(map(str, v)))
+def test_versions_list_the_same_assets_without_exif(fake_server, version):
+    fake = fake_server(version, cursor_includes_trash=version >= (3, 2, 0))
+    populate(fake)
+    conn = connect(fake, page_size=3)
+    whole = {a["id"]: (a["updatedAt"], a["originalFileName"]) for a in conn.iter_assets()}
+    fake.requests.clear()
+    versions = list(conn.iter_versions())
+    assert {i: (u, n) for i, u, n in versions} == whole and len(versions) == len(whole)
+    assert fake.search_requests() and not any(b.get("withExif") for b in fake.search_requests())
+
+
 @pytest.mark.parametrize("in_flight", [1, 2])
 def test_listing_asks_for_the_next_page_before_reading_this_one(fake_server, in_flight):
     fake = fake_server((3, 1, 0))

@@ -272,3 +272,35 @@ def test_a_run_with_nothing_on_the_server_still_writes_the_file(tmp_path):
     for _ in range(2):
         assert run(FakeLibrary(), FakeSource(), repo).saved
     assert repo.path.exists() and len(repo.load()) == 0
+
+
+def test_a_rerun_lists_versions_and_fetches_whole_only_what_changed(world):
+    lib, source, repo, assets = world
+    run(lib, source, repo)
+    source.calls.clear()
+    again = run(lib, source, repo)
+    assert [c[0] for c in source.calls if c[0].startswith("iter_")] == ["iter_versions"]  # nothing fetched whole
+    assert (again.fetched, again.unchanged) == (4, 4)
+    newer = {**assets[2], "updatedAt": "2026-02-01T00:00:00.000Z"}
+    newest = {**assets[0], "updatedAt": "2026-03-01T00:00:00.000Z"}
+    source.assets[newer["id"]], source.assets[newest["id"]] = newer, newest
+    source.calls.clear()
+    result = run(lib, source, repo)
+    since = datetime(2026, 2, 1, tzinfo=timezone.utc)  # the oldest change: from there on, with EXIF
+    assert [c for c in source.calls if c[0].startswith("iter_")] == [
+        ("iter_versions", None, None, None), ("iter_assets", since, None, None)]
+    assert (result.fetched, result.updated, result.unchanged) == (4, 2, 2)
+    assert repo.load().get(newest["id"]).asset_raw["updatedAt"] == "2026-03-01T00:00:00.000Z"
+
+
+def test_a_changed_asset_the_whole_listing_leaves_out_stays_as_cached_and_not_gone(world):
+    lib, source, repo, assets = world
+    run(lib, source, repo)
+    changed = {**assets[0], "updatedAt": "2026-02-01T00:00:00.000Z"}
+    source.assets[changed["id"]] = changed
+    whole = source.iter_assets
+    source.iter_assets = lambda *a, **k: (raw for raw in whole(*a, **k) if raw["id"] != changed["id"])
+    result = run(lib, source, repo)  # as for an asset whose metadata the server never extracted
+    node = repo.load().get(changed["id"])
+    assert result.fetched == 3 and node.gone_since is None
+    assert node.asset_raw["updatedAt"] == assets[0]["updatedAt"]

@@ -358,6 +358,9 @@ class JsonCacheRepository:
         finally:
             lock.release()
 
+    def exists(self) -> bool:
+        return self.path.exists()
+
     def load(self) -> ImmichCache:
         """The cache in the file, or an empty one when there is no file yet."""
         if not self.path.exists():

@@ -182,6 +182,13 @@ class ImmichCache:
     def ids(self) -> list[str]:
         return list(self._nodes)
 
+    def is_current(self, asset_id: str, updated_text: str | None) -> bool:
+        """The cache holds this very version of the asset (the same updatedAt text, and not
+        marked gone): `upsert` would leave it unchanged, so the caller need not fetch it whole."""
+        node = self._nodes.get(asset_id)
+        return (node is not None and node.gone_since is None and updated_text is not None
+                and node.updated_text == updated_text)
+
     def all_as_stored(self) -> bool:
         """Every node is as the file it was read from holds it (none added, changed or decoded
         from a layout that must be written anew)."""

@@ -44,6 +44,12 @@ class ImmichSource(Protocol):
                     updated_before: datetime | None = None,
                     album_id: str | None = None) -> Iterator[dict[str, Any]]: ...
 
+    def iter_versions(self, updated_after: datetime | None = None,
+                      updated_before: datetime | None = None,
+                      album_id: str | None = None) -> Iterator[tuple[str, str | None, str]]:
+        """(id, updatedAt, originalFileName) of the assets `iter_assets` lists, read more cheaply;
+        it may hold a few more (assets whose metadata the server never extracted)."""
+
     def count_assets(self, updated_after: datetime | None = None,
                      updated_before: datetime | None = None,
                      album_id: str | None = None) -> int | None: ...
@@ -58,6 +64,9 @@ class ImmichSource(Protocol):
 
 class CacheRepository(Protocol):
     def lock(self) -> AbstractContextManager[None]: ...
+
+    def exists(self) -> bool:
+        """Whether there is a cache to load (before loading it)."""
 
     def load(self) -> ImmichCache: ...
 

@@ -21,7 +21,7 @@ from ..audit import audit_line, log_audit
 from ..domain.cache import CacheNode, ImmichCache, Upsert, is_newer
 from ..domain.match import Status
 from ..domain.matcher import MatchPolicy, files_to_date, match_asset, needs_rematch
-from ..domain.timestamps import format_instant
+from ..domain.timestamps import format_instant, parse_instant
 from ..ports import CacheRepository, Groups, ImmichSource, LibraryReader
 
 log = logging.getLogger(__name__)
@@ -117,9 +117,13 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
         # Three things start at once, as none needs another: the folder walk, the listing of the
         # server's assets (a thread a few pages ahead) with the album and tag passes, and the cache
         # load here. The server then works while the cache loads and the folder is walked.
+        # A re-run lists versions first (ids and updatedAt, without EXIF: half the bytes), and
+        # then fetches whole only the assets that are new or changed (see `_fetch_changed`).
         progress.stage("scanning", None)
         scan = _in_background(library.scan, request.target)
-        listing = _ListingAhead(lambda: source.iter_assets(**filters), max(1, request.read_ahead), request.pages_ahead)
+        rerun = not request.clear and repo.exists()
+        ahead = (max(1, request.read_ahead), request.pages_ahead)
+        listings = [_ListingAhead(lambda: (source.iter_versions if rerun else source.iter_assets)(**filters), *ahead)]
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="membership")
         try:
             albums_future = pool.submit(source.albums)
@@ -153,9 +157,9 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
             seen: set[str] = set()
             progress.stage("fetching and matching", source.count_assets(**filters))
             last_checkpoint, since_checkpoint = time.monotonic(), 0
-            announce = lambda batch: library.prefetch(_dates_wanted(batch, cache, index))  # noqa: E731
-            for raw in _announced_ahead(listing.batches(), announce):
-                node = _process(raw, cache, index, library, policy, now(), result, seen, audit)
+
+            def settle(node: CacheNode) -> None:
+                nonlocal last_checkpoint, since_checkpoint
                 repo.pack(node)  # settled: held compactly from here on
                 progress.advance()
                 since_checkpoint += 1
@@ -163,11 +167,33 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
                         time.monotonic() - last_checkpoint > request.checkpoint_seconds and since_checkpoint):
                     repo.save_checkpoint(cache)
                     last_checkpoint, since_checkpoint = time.monotonic(), 0
+
+            announce = lambda batch: library.prefetch(_dates_wanted(batch, cache, index))  # noqa: E731
+            whole = listings[0]
+            if rerun:
+                wanted: dict[str, str | None] = {}  # new or changed: id -> updatedAt
+                announce_held = lambda batch: library.prefetch(_dates_wanted_held(batch, cache, index))  # noqa: E731
+                for asset_id, updated, name in _announced_ahead(listings[0].batches(), announce_held):
+                    seen.add(asset_id)
+                    if cache.is_current(asset_id, updated):
+                        settle(_process_held(asset_id, name, cache, index, library, policy, now(), result, audit))
+                    else:
+                        wanted[asset_id] = updated
+                whole = _fetch_changed(wanted, request, source, filters, ahead, listings) if wanted else None
+            if whole is not None:
+                for raw in _announced_ahead(whole.batches(), announce):
+                    if rerun and wanted.pop(str(raw.get("id")), _NOT_WANTED) is _NOT_WANTED:
+                        continue  # held already (listed since it changed), or not listed then
+                    settle(_process(raw, cache, index, library, policy, now(), result, seen, audit))
+                if rerun and wanted:
+                    log.info("%d assets listed without their metadata (never extracted, or changed meanwhile) "
+                             "are left as cached", len(wanted))
             log.info("fetched and matched %d assets", result.fetched)
             albums, tags = albums_future.result(), tags_future.result()
             log.info("album and tag membership fetched")
         except BaseException:
-            listing.stop()
+            for listing in listings:
+                listing.stop()
             source.cancel()  # Ctrl-C or a failure: the listing and membership passes stop at their next request
             pool.shutdown(wait=False, cancel_futures=True)
             raise
@@ -210,6 +236,26 @@ def _left_as_loaded(cache: ImmichCache, as_loaded: tuple[Any, ...], result: Extr
     resumed run's cache came from its checkpoint, and an empty cache may have no file yet."""
     return (not result.resumed and len(cache) > 0 and _file_state(cache) == as_loaded
             and cache.all_as_stored())
+
+
+_NOT_WANTED = object()
+
+
+def _fetch_changed(wanted: dict[str, str | None], request: ExtractRequest, source: ImmichSource,
+                   filters: dict[str, Any], ahead: tuple[int, int], listings: list["_ListingAhead"]) -> "_ListingAhead":
+    """The listing, with EXIF, of the assets updated since the oldest of those wanted (all of them
+    when one has no readable date): on a re-run, the few recent changes."""
+    dates = [parse_instant(updated) for updated in wanted.values()]
+    since = None if None in dates else min(dates)  # type: ignore[type-var]
+    if since is not None and request.updated_after is not None:
+        since = max(since, request.updated_after)
+    elif since is None:
+        since = request.updated_after
+    log.info("%d assets new or changed: fetching them whole (updated since %s)", len(wanted),
+             "ever" if since is None else format_instant(since))
+    listing = _ListingAhead(lambda: source.iter_assets(**{**filters, "updated_after": since}), *ahead)
+    listings.append(listing)
+    return listing
 
 
 def _in_background(function: Callable[..., Any], *args: Any) -> Future:
@@ -293,6 +339,18 @@ def _dates_wanted(batch: list[dict[str, Any]], cache: ImmichCache, index) -> lis
     return paths
 
 
+def _dates_wanted_held(batch: list[tuple[str, str | None, str]], cache: ImmichCache, index) -> list[str]:
+    """`_dates_wanted` for a re-run's versions: the held assets not found or ambiguous last time
+    (new and changed ones are announced when they are fetched whole)."""
+    paths: list[str] = []
+    for asset_id, updated, _ in batch:
+        if cache.is_current(asset_id, updated):
+            node = cache.get(asset_id)
+            if node is not None and node.found_path() is None:
+                paths.extend(f.path for f in files_to_date(node.asset_raw, index))
+    return paths
+
+
 def _process(raw: dict[str, Any], cache: ImmichCache, index, library: LibraryReader, policy: MatchPolicy,
              moment: datetime, result: ExtractResult, seen: set[str], audit: Callable[[str], None]) -> CacheNode:
     """One asset: the update rule, then the matcher when the rules say so, then its AUDIT line."""
@@ -302,6 +360,23 @@ def _process(raw: dict[str, Any], cache: ImmichCache, index, library: LibraryRea
     seen.add(asset_id)
     node = cache.get(asset_id)
     assert node is not None
+    return _match(node, outcome, raw.get("originalFileName") or "", cache, index, library, policy, moment,
+                  result, audit)
+
+
+def _process_held(asset_id: str, file_name: str, cache: ImmichCache, index, library: LibraryReader,
+                  policy: MatchPolicy, moment: datetime, result: ExtractResult,
+                  audit: Callable[[str], None]) -> CacheNode:
+    """An asset the cache holds in the version the server lists: only its match may need redoing."""
+    result.fetched += 1
+    node = cache.get(asset_id)
+    assert node is not None
+    return _match(node, Upsert.UNCHANGED, file_name, cache, index, library, policy, moment, result, audit)
+
+
+def _match(node: CacheNode, outcome: Upsert, file_name: str, cache: ImmichCache, index, library: LibraryReader,
+           policy: MatchPolicy, moment: datetime, result: ExtractResult, audit: Callable[[str], None]) -> CacheNode:
+    asset_id = node.id
     if outcome is Upsert.ADDED:
         result.added += 1
     elif outcome is Upsert.UPDATED:
@@ -324,7 +399,7 @@ def _process(raw: dict[str, Any], cache: ImmichCache, index, library: LibraryRea
         result.by_method[match.method] += 1
         if match.status == Status.FOUND:  # a str enum: compares as its text, no `.value` lookup
             result.by_confidence[match.confidence] += 1
-    audit(audit_line(asset_id, raw.get("originalFileName") or "", match, note))
+    audit(audit_line(asset_id, file_name, match, note))
     return node
 
 
