@@ -62,8 +62,11 @@ def test_second_run_updates_only_newer_assets_and_rematches_unresolved(world):
     older = {**assets[1], "updatedAt": "2025-01-01T00:00:00.000Z", "isFavorite": True}
     source.assets[newer["id"]] = newer
     source.assets[older["id"]] = older
+    source.calls.clear()
     result = run(lib, source, repo)
     assert (result.added, result.updated, result.unchanged) == (0, 1, 3)
+    # only the newer one is fetched whole: an older updatedAt is no change by the update rule
+    assert ("iter_assets", datetime(2026, 2, 1, tzinfo=timezone.utc), None, None) in source.calls
     assert result.rematched == 2  # the ambiguous and the not-found ones; b keeps its match
     cache = repo.load()
     assert cache.get(newer["id"]).asset_raw["isFavorite"] is True

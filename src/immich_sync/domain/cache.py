@@ -183,11 +183,11 @@ class ImmichCache:
         return list(self._nodes)
 
     def is_current(self, asset_id: str, updated_text: str | None) -> bool:
-        """The cache holds this very version of the asset (the same updatedAt text, and not
-        marked gone): `upsert` would leave it unchanged, so the caller need not fetch it whole."""
+        """`upsert` would leave the asset listed with this updatedAt unchanged (held, not marked
+        gone, and not newer by the update rule), so the caller need not fetch it whole."""
         node = self._nodes.get(asset_id)
         return (node is not None and node.gone_since is None and updated_text is not None
-                and node.updated_text == updated_text)
+                and not is_newer({"updatedAt": updated_text}, node))
 
     def all_as_stored(self) -> bool:
         """Every node is as the file it was read from holds it (none added, changed or decoded
