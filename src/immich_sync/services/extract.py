@@ -247,10 +247,8 @@ def _fetch_changed(wanted: dict[str, str | None], request: ExtractRequest, sourc
     when one has no readable date): on a re-run, the few recent changes."""
     dates = [parse_instant(updated) for updated in wanted.values()]
     since = None if None in dates else min(dates)  # type: ignore[type-var]
-    if since is not None and request.updated_after is not None:
-        since = max(since, request.updated_after)
-    elif since is None:
-        since = request.updated_after
+    if request.updated_after is not None:
+        since = request.updated_after if since is None else max(since, request.updated_after)
     log.info("%d assets new or changed: fetching them whole (updated since %s)", len(wanted),
              "ever" if since is None else format_instant(since))
     listing = _ListingAhead(lambda: source.iter_assets(**{**filters, "updated_after": since}), *ahead)
