@@ -172,11 +172,12 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
             whole = listings[0]
             if rerun:
                 wanted: dict[str, str | None] = {}  # new or changed: id -> updatedAt
-                announce_held = lambda batch: library.prefetch(_dates_wanted_held(batch, cache, index))  # noqa: E731
-                for asset_id, updated, name in _announced_ahead(listings[0].batches(), announce_held):
+                held_batches = (_held(batch, cache) for batch in listings[0].batches())
+                announce_held = lambda batch: library.prefetch(_dates_wanted_held(batch, index))  # noqa: E731
+                for asset_id, updated, name, node in _announced_ahead(held_batches, announce_held):
                     seen.add(asset_id)
-                    if cache.is_current(asset_id, updated):
-                        settle(_process_held(asset_id, name, cache, index, library, policy, now(), result, audit))
+                    if node is not None:
+                        settle(_process_held(node, name, cache, index, library, policy, now, result, audit))
                     else:
                         wanted[asset_id] = updated
                 whole = _fetch_changed(wanted, request, source, filters, ahead, listings) if wanted else None
@@ -239,6 +240,8 @@ def _left_as_loaded(cache: ImmichCache, as_loaded: tuple[Any, ...], result: Extr
 
 
 _NOT_WANTED = object()
+
+_Version = tuple[str, str | None, str, CacheNode | None]  # id, updatedAt, name, the node holding it
 
 
 def _fetch_changed(wanted: dict[str, str | None], request: ExtractRequest, source: ImmichSource,
@@ -337,15 +340,21 @@ def _dates_wanted(batch: list[dict[str, Any]], cache: ImmichCache, index) -> lis
     return paths
 
 
-def _dates_wanted_held(batch: list[tuple[str, str | None, str]], cache: ImmichCache, index) -> list[str]:
+def _held(batch: list[tuple[str, str | None, str]], cache: ImmichCache) -> list[_Version]:
+    """A re-run's listed versions, each with the node that holds it in that version (None when
+    it is new or changed): the update rule is asked once per asset."""
+    node_of, is_current = cache.get, cache.is_current
+    return [(asset_id, updated, name, node_of(asset_id) if is_current(asset_id, updated) else None)
+            for asset_id, updated, name in batch]
+
+
+def _dates_wanted_held(batch: list[_Version], index) -> list[str]:
     """`_dates_wanted` for a re-run's versions: the held assets not found or ambiguous last time
     (new and changed ones are announced when they are fetched whole)."""
     paths: list[str] = []
-    for asset_id, updated, _ in batch:
-        if cache.is_current(asset_id, updated):
-            node = cache.get(asset_id)
-            if node is not None and node.found_path() is None:
-                paths.extend(f.path for f in files_to_date(node.asset_raw, index))
+    for _, _, _, node in batch:
+        if node is not None and node.found_path() is None:
+            paths.extend(f.path for f in files_to_date(node.asset_raw, index))
     return paths
 
 
@@ -358,22 +367,23 @@ def _process(raw: dict[str, Any], cache: ImmichCache, index, library: LibraryRea
     seen.add(asset_id)
     node = cache.get(asset_id)
     assert node is not None
-    return _match(node, outcome, raw.get("originalFileName") or "", cache, index, library, policy, moment,
-                  result, audit)
+    return _match(node, outcome, raw.get("originalFileName") or "", cache, index, library, policy,
+                  lambda: moment, result, audit)
 
 
-def _process_held(asset_id: str, file_name: str, cache: ImmichCache, index, library: LibraryReader,
-                  policy: MatchPolicy, moment: datetime, result: ExtractResult,
+def _process_held(node: CacheNode, file_name: str, cache: ImmichCache, index, library: LibraryReader,
+                  policy: MatchPolicy, now: Callable[[], datetime], result: ExtractResult,
                   audit: Callable[[str], None]) -> CacheNode:
     """An asset the cache holds in the version the server lists: only its match may need redoing."""
     result.fetched += 1
-    node = cache.get(asset_id)
-    assert node is not None
-    return _match(node, Upsert.UNCHANGED, file_name, cache, index, library, policy, moment, result, audit)
+    return _match(node, Upsert.UNCHANGED, file_name, cache, index, library, policy, now, result, audit)
 
 
 def _match(node: CacheNode, outcome: Upsert, file_name: str, cache: ImmichCache, index, library: LibraryReader,
-           policy: MatchPolicy, moment: datetime, result: ExtractResult, audit: Callable[[str], None]) -> CacheNode:
+           policy: MatchPolicy, now: Callable[[], datetime], result: ExtractResult,
+           audit: Callable[[str], None]) -> CacheNode:
+    """The re-match rule, the matcher when it says so (`now` is asked then only), the counts and
+    the AUDIT line."""
     asset_id = node.id
     if outcome is Upsert.ADDED:
         result.added += 1
@@ -387,7 +397,7 @@ def _match(node: CacheNode, outcome: Upsert, file_name: str, cache: ImmichCache,
         if outcome is Upsert.UNCHANGED:
             result.rematched += 1
             note = "unchanged, matched again"
-        cache.set_match(asset_id, match_asset(node.asset, index, library, policy, moment))
+        cache.set_match(asset_id, match_asset(node.asset, index, library, policy, now()))
         result.matched += 1
         match = node.match_summary()
     else:
