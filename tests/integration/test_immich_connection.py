@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from datetime import datetime, timezone
 
@@ -144,8 +145,18 @@ def test_listing_asks_for_the_next_page_before_reading_this_one(fake_server, in_
     assert pages[: 5] == [1, 2, 3, 4, 5] and len(pages) <= 5 + (in_flight - 1)  # at most one guess past the end
     fake.requests.clear()
     fake.add_album("Trip", list(owned))
+    callers: list[str] = []
+    call = conn._call
+
+    def recording(method, path, **kwargs):
+        callers.append(threading.current_thread().name)
+        return call(method, path, **kwargs)
+
+    conn._call = recording
     conn.albums()  # membership passes ask one page at a time: most albums fit in one
     assert sorted(body["page"] for body in fake.search_requests()) == [1, 2, 3, 4, 5]
+    # ... each in the thread that runs the pass, not in a page thread of its own per pass
+    assert callers and not any(name.startswith("immich-page") for name in callers)
 
 
 def test_album_errors(fake_server):
