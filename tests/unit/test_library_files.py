@@ -294,3 +294,43 @@ def _alive(pid: int) -> bool:
             return handle.read().split(") ")[1][0] != "Z"  # a zombie has ended
     except FileNotFoundError:
         return False
+
+
+def test_close_waits_for_a_reader_being_started_and_starts_none_after(tmp_path):
+    """The walk starts its reader from another thread: a run that fails at once closed the library
+    while that reader was half-spawned, and the reader printed an EOFError traceback under the
+    command's one-line error. close() now lets the start finish, and nothing starts afterwards."""
+    import threading
+    from concurrent.futures import Future
+
+    library = LocalLibrary(readers=1)
+    starting, release = threading.Event(), threading.Event()
+    events: list[str] = []
+
+    class SlowStartPool:
+        def submit(self, function, *args):
+            starting.set()
+            release.wait(5)
+            events.append("started")
+            future = Future()
+            future.set_result(function(*args))
+            return future
+
+        def shutdown(self, **kwargs):
+            events.append("shut down")
+
+    library._pool = SlowStartPool()
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    walker = threading.Thread(target=library.scan, args=(str(tmp_path),))
+    walker.start()
+    assert starting.wait(5)
+    closer = threading.Thread(target=library.close, kwargs={"wait": False})
+    closer.start()
+    closer.join(0.3)
+    assert closer.is_alive() and events == []  # close() waits while the reader starts
+    release.set()
+    closer.join(5)
+    walker.join(5)
+    assert events == ["started", "shut down"]
+    assert library._submit(len, "abc") is None and library._pool is None  # none after close
+    assert [f.path for f in library.scan(str(tmp_path)).by_path.values()] == [str(tmp_path / "a.jpg")]

@@ -165,12 +165,15 @@ class LocalLibrary:
         self._readers = readers
         self._min_parallel = min_parallel
         self._pool: ProcessPoolExecutor | None = None
+        self._pool_lock = threading.Lock()  # a reader is started whole before close() goes on
+        self._closed = False
         self._pending: dict[str, Future] = {}  # path -> the task reading it
         self._tasks: dict[Future, list[str]] = {}  # task -> its paths, in order
         self.reads = 0
         self.hashes = 0
 
     def __enter__(self) -> "LocalLibrary":
+        self._closed = False
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
@@ -178,10 +181,16 @@ class LocalLibrary:
 
     def close(self, wait: bool = True) -> None:
         """Stop the reader processes (after the task in hand, unless `wait` is false: a failed or
-        interrupted run does not wait for a walk); reads still wanted are then done here."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=wait, cancel_futures=True)
-            self._pool = None
+        interrupted run does not wait for a walk); reads still wanted are then done here.
+
+        A reader being started by another thread (the walk's) is let finish starting first, and
+        none is started afterwards: one left half-spawned when the command exits on an error
+        printed a traceback of its own (EOFError) under the command's one-line message."""
+        with self._pool_lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=wait, cancel_futures=True)
         self._pending.clear()
         self._tasks.clear()
 
@@ -193,10 +202,14 @@ class LocalLibrary:
         root = os.path.abspath(root)
         if self._readers:
             try:
-                paths, relatives, sizes, warnings = self._readers_pool().submit(_walk_in_reader, root).result()
+                walk = self._submit(_walk_in_reader, root)
+                found = walk.result() if walk is not None else None
             except Exception as exc:  # noqa: BLE001 - no process, or it died: walk here
                 log.warning("walking %s in this process (the reader failed: %s: %s)", root, type(exc).__name__, exc)
             else:
+                if found is None:  # closed meanwhile: the run is ending
+                    return LibraryIndex.from_files(root, scan_files(root))
+                paths, relatives, sizes, warnings = found
                 for message in warnings:
                     log.warning("%s", message)
                 return LibraryIndex.from_files(root, map(LibraryFile, paths, relatives, sizes))
@@ -210,10 +223,11 @@ class LocalLibrary:
         if not todo or (self._pool is None and len(todo) < self._min_parallel):
             return
         try:
-            pool = self._readers_pool()
             for i in range(0, len(todo), READ_CHUNK):
                 chunk = todo[i:i + READ_CHUNK]
-                task = pool.submit(exif_reader.read_capture_times, chunk)
+                task = self._submit(exif_reader.read_capture_times, chunk)
+                if task is None:  # closed: read here when asked
+                    return
                 self._tasks[task] = chunk
                 for path in chunk:
                     self._pending[path] = task
@@ -222,11 +236,15 @@ class LocalLibrary:
             self._readers = 0
             self.close(wait=False)
 
-    def _readers_pool(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self._readers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_reader_init, initargs=(os.getpid(),))
-        return self._pool
+    def _submit(self, function, *args) -> Future | None:
+        """The task in a reader process (started on first use), or None once the library is closed."""
+        with self._pool_lock:
+            if self._closed:
+                return None
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(self._readers, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_reader_init, initargs=(os.getpid(),))
+            return self._pool.submit(function, *args)
 
     def capture_time(self, path: str) -> CaptureTime | None:
         if path not in self._times:
