@@ -132,6 +132,20 @@ def test_match_changes_move_the_path_index():
     assert cache.find_by_path("/lib/y.jpg") == []
 
 
+def test_a_file_claimed_by_two_assets_then_one_is_no_longer_claimed():
+    cache = ImmichCache()
+    for asset_id in "abc":
+        cache.upsert(raw(asset_id), T0)
+        cache.set_match(asset_id, found("/lib/x.jpg"))
+    assert cache.index.claimed_paths() == {"/lib/x.jpg": ["a", "b", "c"]}
+    cache.set_match("a", found("/lib/y.jpg"))
+    cache.remove("b")
+    assert cache.index.claimed_paths() == {}
+    assert [n.id for n in cache.find_by_path("/lib/x.jpg")] == ["c"]
+    cache.set_match("a", found("/lib/x.jpg"))
+    assert cache.index.claimed_paths() == {"/lib/x.jpg": ["a", "c"]}
+
+
 def test_the_same_result_again_is_no_change():
     cache = ImmichCache()
     cache.upsert(raw("a"), T0)
@@ -219,6 +233,11 @@ class IndexMatchesBruteForce(RuleBasedStateMachine):
             expected = sorted(n.id for n in nodes if n.match and n.match.status is Status.FOUND
                               and path_key(n.match.path) == path_key(path))
             assert [n.id for n in self.cache.find_by_path(path)] == expected
+        claimed: dict[str, list[str]] = {}
+        for n in nodes:
+            if n.match and n.match.status is Status.FOUND:
+                claimed.setdefault(path_key(n.match.path), []).append(n.id)
+        assert self.cache.index.claimed_paths() == {p: sorted(ids) for p, ids in claimed.items() if len(ids) > 1}
         for day in [date(2024, 7, 14), date(2023, 1, 1)]:
             expected = sorted(n.id for n in nodes if (n.asset_raw.get("localDateTime") or "")[:10] == day.isoformat())
             assert [n.id for n in self.cache.find_by_day(day)] == expected
