@@ -173,7 +173,9 @@ def summary_text(result: ExtractResult, cache_path: str) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, exit_when_done: bool = False) -> int:
+    """The command; `exit_when_done` (the installed script) ends the process on success as soon
+    as its output is written (see `_exit_now`)."""
     try:
         args = docopt(__doc__, argv=argv, version=f"immich-cache {__version__}")
     except DocoptExit as exc:
@@ -226,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         if not quiet:
             print(text)
             print(f"  log:        {log_path}")
+        if exit_when_done:
+            _exit_now(0)  # `result` still holds the cache here: it is never freed node by node
         return 0
     except ImmichSyncError as exc:
         if verbose:
@@ -253,5 +257,16 @@ def main(argv: list[str] | None = None) -> int:
         close_logging()
 
 
+def _exit_now(code: int) -> None:
+    """End the process without freeing the run's objects one by one: the cache's 100,000s of
+    nodes took 0.15 s at 100,000 assets and seconds at 1,000,000, after all was done. Everything
+    the run wrote is closed before this is called (the cache file, fsynced when saved; the lock,
+    the readers, the connection) or here (the log); then the standard streams are flushed."""
+    close_logging()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def run() -> None:
-    sys.exit(main())
+    sys.exit(main(exit_when_done=True))

@@ -90,6 +90,8 @@ class ExtractResult:
     saved: bool = False  # the cache file was written (a run that changed nothing leaves it as it was)
     server_version: str = ""
     duration: float = 0.0
+    # the cache as the run left it (as saved, or as the file holds it): look assets up at once
+    cache: ImmichCache | None = field(default=None, repr=False, eq=False)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -224,6 +226,7 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
             log.info("cache saved")
         repo.drop_checkpoint()
     progress.close()
+    result.cache = cache
     return result
 
 
