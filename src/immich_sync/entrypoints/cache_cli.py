@@ -221,8 +221,9 @@ def main(argv: list[str] | None = None, *, exit_when_done: bool = False) -> int:
                                      now=lambda: datetime.now(timezone.utc),
                                      progress=for_stream(sys.stderr, quiet), audit=audit)
         finally:
-            gc.enable()
             connection.close()
+            if not exit_when_done:  # re-enabled, the collector would first walk the whole cache
+                gc.enable()         # (0.2 s at 100,000 assets) of a process that is about to end
         text = summary_text(result, cache_path)
         log.log(AUDIT, "summary: %s", result.summary())
         if not quiet:
