@@ -334,3 +334,28 @@ def test_close_waits_for_a_reader_being_started_and_starts_none_after(tmp_path):
     assert events == ["started", "shut down"]
     assert library._submit(len, "abc") is None and library._pool is None  # none after close
     assert [f.path for f in library.scan(str(tmp_path)).by_path.values()] == [str(tmp_path / "a.jpg")]
+
+
+def test_a_failed_run_does_not_wait_for_a_reader_at_work():
+    """close(wait=False) (a failed or interrupted run) stops the readers at once: shutdown alone
+    still let the interpreter's exit wait for the task in hand, a walk of a large share."""
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import time\n"
+        "from immich_sync.adapters.library_scan import LocalLibrary\n"
+        "if __name__ == '__main__':\n"
+        "    lib = LocalLibrary(readers=1)\n"
+        "    task = lib._submit(time.sleep, 60)\n"
+        "    while not task.running():\n"
+        "        time.sleep(0.05)\n"
+        "    lib.close(wait=False)\n"
+        "    print('closed', flush=True)\n"
+    )
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.split() == ["closed"], run.stderr
+    assert "Traceback" not in run.stderr
+    assert time.monotonic() - started < 30  # not the reader's 60 s

@@ -149,6 +149,18 @@ def _reader_init(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
+def _terminate_readers(pool: ProcessPoolExecutor) -> None:
+    """Stop the readers now, whatever they are doing: `shutdown(wait=False)` alone still let the
+    interpreter's exit wait for the task in hand. Python 3.14 has `terminate_workers`; before it,
+    the executor's own process table is the only way in."""
+    terminate = getattr(pool, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+
+
 class LocalLibrary:
     """The LibraryReader port on the real file system. Each file's date and hash is read once.
 
@@ -180,8 +192,9 @@ class LocalLibrary:
         self.close(wait=exc_type is None)
 
     def close(self, wait: bool = True) -> None:
-        """Stop the reader processes (after the task in hand, unless `wait` is false: a failed or
-        interrupted run does not wait for a walk); reads still wanted are then done here.
+        """Stop the reader processes: after the task in hand, or, unless `wait`, at once (a failed
+        or interrupted run does not wait for a walk of a large share, which can take minutes).
+        Reads still wanted are then done here.
 
         A reader being started by another thread (the walk's) is let finish starting first, and
         none is started afterwards: one left half-spawned when the command exits on an error
@@ -190,6 +203,8 @@ class LocalLibrary:
             self._closed = True
             pool, self._pool = self._pool, None
         if pool is not None:
+            if not wait:
+                _terminate_readers(pool)
             pool.shutdown(wait=wait, cancel_futures=True)
         self._pending.clear()
         self._tasks.clear()
@@ -205,9 +220,11 @@ class LocalLibrary:
                 walk = self._submit(_walk_in_reader, root)
                 found = walk.result() if walk is not None else None
             except Exception as exc:  # noqa: BLE001 - no process, or it died: walk here
-                log.warning("walking %s in this process (the reader failed: %s: %s)", root, type(exc).__name__, exc)
+                if not self._closed:  # (closed, its readers were stopped on purpose)
+                    log.warning("walking %s in this process (the reader failed: %s: %s)", root,
+                                type(exc).__name__, exc)
             else:
-                if found is None:  # closed meanwhile: the run is ending
+                if found is None:  # closed before the walk began
                     return LibraryIndex.from_files(root, scan_files(root))
                 paths, relatives, sizes, warnings = found
                 for message in warnings:
