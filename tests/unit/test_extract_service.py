@@ -242,10 +242,13 @@ def test_a_run_that_changes_nothing_leaves_the_file_as_it_was(world, tmp_path):
     repo = JsonCacheRepository(tmp_path / "cache.json")
     assert run(lib, source, repo).saved
     written = repo.path.read_bytes()
-    again = run(lib, source, repo)
+    checkpoints: list[int] = []
+    repo.save_checkpoint = lambda cache: checkpoints.append(len(cache))  # type: ignore[method-assign]
+    again = run(lib, source, repo, checkpoint_every=1)
     # the ambiguous and the not-found asset were matched again, to the same result: no change
     assert (again.unchanged, again.rematched, again.saved) == (4, 2, False)
     assert repo.path.read_bytes() == written and len(repo.load().runs) == 1
+    assert checkpoints == []  # nothing new to keep: no checkpoint, even one asset at a time
 
 
 @pytest.mark.parametrize("change", ["asset updated", "album membership", "new tag", "asset gone",

@@ -162,8 +162,10 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
 
             def settle(node: CacheNode) -> None:
                 nonlocal last_checkpoint, since_checkpoint
-                repo.pack(node)  # settled: held compactly from here on
                 progress.advance()
+                if node.stored is not None:
+                    return  # as the file holds it: nothing to pack, and no work a checkpoint would keep
+                repo.pack(node)  # settled: held compactly from here on
                 since_checkpoint += 1
                 if (request.checkpoint_every and since_checkpoint >= request.checkpoint_every) or (
                         time.monotonic() - last_checkpoint > request.checkpoint_seconds and since_checkpoint):
