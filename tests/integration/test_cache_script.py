@@ -217,3 +217,17 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_cache(setup):
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
     assert (tmp / "log" / "cache_Photos.json").read_bytes() == before
+
+
+def test_log_time_stamps_read_as_loggings_own():
+    """The AUDIT writer's stamp (cached per second and per millisecond) reads exactly as
+    logging's `%(asctime)s` would, for times in the same and in following milliseconds."""
+    import logging
+
+    from immich_sync.entrypoints.cache_cli import _SecondFormatter
+
+    ours, theirs = _SecondFormatter("%(asctime)s"), logging.Formatter("%(asctime)s")
+    start = 1_796_000_000.0
+    for created in [start + k * 0.00037 for k in range(5000)] + [start + 59.9996, start + 60.0, start + 3600.5]:
+        record = logging.makeLogRecord({"created": created, "msecs": int((created - int(created)) * 1000)})
+        assert ours.stamp(created) == theirs.format(record), created

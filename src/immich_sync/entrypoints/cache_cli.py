@@ -82,9 +82,11 @@ def parse_iso_datetime(option: str, text: str) -> datetime:
 
 
 class _SecondFormatter(logging.Formatter):
-    """Formats the time once a second, not once a line (100,000 AUDIT lines in a run)."""
+    """Formats the time once a second, and the milliseconds once a millisecond, not once a line
+    (100,000 AUDIT lines in a run, several a millisecond)."""
 
     _second, _text = -1, ""
+    _milli, _stamp = -1, ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         return self.stamp(record.created)
@@ -92,9 +94,13 @@ class _SecondFormatter(logging.Formatter):
     def stamp(self, created: float) -> str:
         """`2026-11-24 17:48:01,123`, as logging's default asctime writes it."""
         second = int(created)
+        milli = int((created - second) * 1000)  # as logging counts them
         if second != self._second:
             self._second, self._text = second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        return f"{self._text},{int((created - second) * 1000):03d}"
+            self._milli = -1
+        if milli != self._milli:
+            self._milli, self._stamp = milli, f"{self._text},{milli:03d}"
+        return self._stamp
 
 
 class _BufferedFileHandler(logging.FileHandler):
