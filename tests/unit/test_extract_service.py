@@ -52,6 +52,9 @@ def test_first_run_counts_matches_and_saves(world):
     assert cache.get(assets[0]["id"]).albums == ("al",) and cache.get(assets[1]["id"]).tags == ("t",)
     assert cache.get(assets[2]["id"]).match.candidates == ("/lib/x/dup.jpg", "/lib/y/dup.jpg")
     assert cache.runs[-1]["fetched"] == 4 and cache.target == "/lib"
+    held = result.cache  # the cache as the run left it, for lookups without reading the file again
+    assert held is not None and sorted(held.ids()) == sorted(cache.ids())
+    assert [n.id for n in held.find_by_album("al")] == [assets[0]["id"]]
 
 
 def test_second_run_updates_only_newer_assets_and_rematches_unresolved(world):
