@@ -125,11 +125,10 @@ def encode_node(node: CacheNode) -> dict[str, Any]:
 
 
 def _decode_stored(doc: Mapping[str, Any]) -> MatchResult:
-    converter = _converter()
-    import cattrs  # imported by _converter() already
+    import cattrs  # on first use (see `_converter`)
 
     try:
-        return converter.structure(doc, MatchResult)
+        return _converter().structure(doc, MatchResult)
     except (KeyError, TypeError, ValueError, cattrs.BaseValidationError) as exc:
         raise CacheFileError(f"a match in the cache file is damaged ({type(exc).__name__}: {exc})") from None
 

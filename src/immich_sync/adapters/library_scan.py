@@ -11,8 +11,9 @@ import signal
 import stat
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any
 
 from ..domain.library import CaptureTime, LibraryFile, LibraryIndex
 from . import exif_reader
@@ -253,7 +254,7 @@ class LocalLibrary:
             self._readers = 0
             self.close(wait=False)
 
-    def _submit(self, function, *args) -> Future | None:
+    def _submit(self, function: Callable[..., Any], *args: Any) -> Future | None:
         """The task in a reader process (started on first use), or None once the library is closed."""
         with self._pool_lock:
             if self._closed:
