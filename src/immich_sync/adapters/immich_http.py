@@ -311,7 +311,7 @@ class ImmichConnection:
         """`_pages` without reading ahead: each page asked for in the caller's thread once the
         one before has been read. For the album and tag passes, which run in a pool already: a
         thread of its own for each of 300 one-page searches only made more threads wait for the
-        GIL (an unchanged 100,000-asset run spent ~0.9 s of its 4.6 s on them)."""
+        GIL (an unchanged 100,000-asset run took 4.8 s with those threads, 4.4 s without)."""
         seen: set[str] = set()
         while token is not _END:
             result = self._fetch_page(body, token_key, token, with_exif=with_exif)
