@@ -159,6 +159,30 @@ def test_listing_asks_for_the_next_page_before_reading_this_one(fake_server, in_
     assert callers and not any(name.startswith("immich-page") for name in callers)
 
 
+
+def test_listing_and_both_membership_passes_at_once_keep_every_connection(fake_server, caplog):
+    """The album and the tag passes run at once beside the listing, each with `workers` requests
+    in flight: the connection pool keeps a connection for each, so none is closed and opened again
+    (urllib3 warned "Connection pool is full, discarding connection" with a pool sized for one pass)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fake = fake_server((3, 1, 0))
+    ids = [fake.add_asset(make_asset(owner_id=fake.user_id, name=f"a{i}.jpg", taken=TAKEN, size=1,
+                                     checksum="c"))["id"] for i in range(300)]
+    for k in range(24):
+        fake.add_album(f"Album {k}", ids[k::24])
+        fake.add_tag(f"Tag {k}", ids[k::24])
+    fake.latency = 0.02  # requests overlap
+    conn = connect(fake, page_size=50)
+    conn.check()
+    fake.most_in_flight = 0
+    with caplog.at_level(logging.WARNING, logger="urllib3"), ThreadPoolExecutor(3) as pool:
+        listed = pool.submit(lambda: sum(1 for _ in conn.iter_versions()))
+        albums, tags = pool.submit(conn.albums), pool.submit(conn.tags)
+        assert (listed.result(), len(albums.result().names), len(tags.result().names)) == (300, 24, 24)
+    assert 2 * conn.workers < fake.most_in_flight <= 2 * conn.workers + conn.pages_in_flight  # all at once
+    assert "pool is full" not in caplog.text
+
 def test_album_errors(fake_server):
     fake = fake_server((3, 1, 0))
     conn = connect(fake)

@@ -104,8 +104,11 @@ class ImmichConnection:
         self._check_failed: ImmichError | None = None
         self._cancelled = threading.Event()
         self.session = requests.Session()
-        adapter = HTTPAdapter(max_retries=retry or default_retry(), pool_connections=workers + pages_in_flight + 1,
-                              pool_maxsize=workers + pages_in_flight + 1)
+        # a kept-alive connection for each request that can be in flight at once: the album and
+        # the tag passes (`workers` each) beside the listing's pages, and one more
+        connections = 2 * workers + pages_in_flight + 1
+        adapter = HTTPAdapter(max_retries=retry or default_retry(), pool_connections=connections,
+                              pool_maxsize=connections)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update({"x-api-key": config.api_key, "Accept": "application/json",
