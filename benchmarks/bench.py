@@ -10,28 +10,31 @@ and writes the raw assets with json.dump). Not a test: numbers go to benchmarks/
 from __future__ import annotations
 
 import argparse
-import random
-from datetime import datetime, timedelta, timezone
 import json
 import os
-import resource
+import random
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
-
-import requests
+from datetime import UTC, datetime, timedelta
 
 from immich_sync.api import load_cache, save_cache
 from immich_sync.testing.factory import jpeg_bytes, make_asset, sha1_b64
 from immich_sync.testing.fake_immich import FakeImmich
 
-PERSON = {"id": "6f7b1a3e-0000-4000-8000-000000000001", "name": "Alice", "birthDate": None,
-          "thumbnailPath": "/data/thumbs/people/6f7b1a3e.jpeg", "isHidden": False, "isFavorite": False,
-          "color": None, "updatedAt": "2026-01-01T00:00:00.000Z"}
+PERSON = {
+    "id": "6f7b1a3e-0000-4000-8000-000000000001",
+    "name": "Alice",
+    "birthDate": None,
+    "thumbnailPath": "/data/thumbs/people/6f7b1a3e.jpeg",
+    "isHidden": False,
+    "isFavorite": False,
+    "color": None,
+    "updatedAt": "2026-01-01T00:00:00.000Z",
+}
 
 
 def build(fake: FakeImmich, root: str, n: int, albums: int = 200, tags: int = 100, seed: int = 7) -> list[str]:
@@ -50,8 +53,14 @@ def build(fake: FakeImmich, root: str, n: int, albums: int = 200, tags: int = 10
             os.makedirs(folder, exist_ok=True)
             with open(os.path.join(folder, name), "wb") as handle:
                 handle.write(data)
-            asset = make_asset(owner_id=fake.user_id, name=name, taken=taken, size=len(data),
-                               checksum=sha1_b64(data), updated_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
+            asset = make_asset(
+                owner_id=fake.user_id,
+                name=name,
+                taken=taken,
+                size=len(data),
+                checksum=sha1_b64(data),
+                updated_at=datetime(2026, 1, 1, tzinfo=UTC),
+            )
             asset["people"] = [PERSON] if rnd.random() < 0.5 else []
             asset["exifInfo"]["description"] = "A walk along the river, late afternoon light. " * 4
             ids.append(fake.add_asset(asset)["id"])
@@ -62,7 +71,8 @@ def build(fake: FakeImmich, root: str, n: int, albums: int = 200, tags: int = 10
         fake.add_tag(f"Topic {t % 10}/Tag {t}", rnd.sample(ids, min(len(ids), 30)))
     return ids
 
-BASELINE = r'''
+
+BASELINE = r"""
 import json, os, sys, requests
 url, key, root, out = sys.argv[1:5]
 s = requests.Session(); s.headers["x-api-key"] = key
@@ -76,7 +86,7 @@ while stack:
     for e in os.scandir(stack.pop()):
         (stack.append(e.path) if e.is_dir() else files.append((e.path, e.stat().st_size)))
 json.dump({a["id"]: a for a in assets}, open(out, "w"))
-'''
+"""
 
 
 LOAD = r"""
@@ -146,10 +156,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--version", default="3.1.0")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="rounds of baseline, first and unchanged run (medians are reported)")
-    parser.add_argument("--short", action="store_true",
-                        help="only the baseline, a first and an unchanged run, and a cache load (for N = 1,000,000)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds of baseline, first and unchanged run (medians are reported)"
+    )
+    parser.add_argument(
+        "--short",
+        action="store_true",
+        help="only the baseline, a first and an unchanged run, and a cache load (for N = 1,000,000)",
+    )
     args = parser.parse_args()
     version = tuple(int(x) for x in args.version.split("."))
     with tempfile.TemporaryDirectory(prefix="immich-bench-") as work, FakeImmich(version) as fake:
@@ -165,27 +179,36 @@ def main() -> None:
         # so each ratio is taken within one round and the medians are reported
         rounds = []
         for _ in range(args.repeat):
-            base = timed([sys.executable, "-c", BASELINE, fake.url, fake.api_key, root,
-                          os.path.join(work, "raw.json")], env, work)
+            base = timed(
+                [sys.executable, "-c", BASELINE, fake.url, fake.api_key, root, os.path.join(work, "raw.json")],
+                env,
+                work,
+            )
             shutil.rmtree(os.path.join(work, "log"), ignore_errors=True)
             fake.requests.clear()
             first, rss_first = timed_rss(cmd, env, work)
             requests_first = len(fake.requests)
             second, rss_second = timed_rss(cmd, env, work)
             rounds.append((base, first, second, rss_first, rss_second))
-            print(f"  round {len(rounds)}: baseline {base:.2f} s, first {first:.2f} s (x{first / base:.2f}), "
-                  f"unchanged {second:.2f} s (x{second / first:.2f} of the first)", flush=True)
+            print(
+                f"  round {len(rounds)}: baseline {base:.2f} s, first {first:.2f} s (x{first / base:.2f}), "
+                f"unchanged {second:.2f} s (x{second / first:.2f} of the first)",
+                flush=True,
+            )
         base, first, second, rss_first, rss_second = (statistics.median(r[i] for r in rounds) for i in range(5))
         first_ratio = statistics.median(r[1] / r[0] for r in rounds)
         second_ratio = statistics.median(r[2] / r[1] for r in rounds)
         size_mb = os.path.getsize(cache_path) / 1e6
         load_out = subprocess.run([sys.executable, "-c", LOAD, cache_path], capture_output=True, text=True, check=True)
         load, load_rss = (float(x) for x in load_out.stdout.split())
-        print(f"\nN = {args.n}, server v{args.version}, latency {args.latency * 1000:.0f} ms/request, "
-              f"medians of {len(rounds)} rounds")
+        print(
+            f"\nN = {args.n}, server v{args.version}, latency {args.latency * 1000:.0f} ms/request, "
+            f"medians of {len(rounds)} rounds"
+        )
         print(f"  {'baseline (page + scandir + json.dump)':40s} {base:7.2f} s   x1.00")
         print(f"  {'immich-cache first run':40s} {first:7.2f} s   x{first_ratio:.2f}   peak RSS {rss_first:.0f} MB")
-        print(f"  {'second run, nothing changed':40s} {second:7.2f} s   x{second / base:.2f}   peak RSS {rss_second:.0f} MB")
+        second_label = "second run, nothing changed"
+        print(f"  {second_label:40s} {second:7.2f} s   x{second / base:.2f}   peak RSS {rss_second:.0f} MB")
         print(f"  second / first                           x{second_ratio:.2f}")
         print(f"  requests in the first run                {requests_first}")
         print(f"  cache file                               {size_mb:7.1f} MB")
@@ -195,7 +218,7 @@ def main() -> None:
         for asset_id in list(fake.assets)[: args.n // 100]:
             fake.touch(asset_id, "2026-10-01T00:00:00.000Z")
         changed = timed(cmd, env, work)
-        after = timed(cmd + ["--after=2026-10-01T00:00:00Z"], env, work)
+        after = timed([*cmd, "--after=2026-10-01T00:00:00Z"], env, work)
         print(f"  {'run after 1 % changed':40s} {changed:7.2f} s   x{changed / base:.2f}")
         print(f"  {'--after last change':40s} {after:7.2f} s   x{after / base:.2f}")
         cache = load_cache(cache_path)
@@ -221,8 +244,10 @@ def main() -> None:
         print(f"  scan of TARGET                           {scan_s:7.2f} s   {files / scan_s:,.0f} files/s")
         print(f"  matching all assets (EXIF reads incl.)   {match_s:7.2f} s   {args.n / match_s:,.0f} assets/s")
         print(f"  listing alone (in-process client)        {listing:7.2f} s")
-        print(f"  listing + {len(fake.albums)} albums + {len(fake.tags)} tags membership  {with_groups:7.2f} s"
-              f"   x{with_groups / listing:.2f} of listing alone, {conn_requests} requests")
+        print(
+            f"  listing + {len(fake.albums)} albums + {len(fake.tags)} tags membership  {with_groups:7.2f} s"
+            f"   x{with_groups / listing:.2f} of listing alone, {conn_requests} requests"
+        )
 
 
 if __name__ == "__main__":

@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-T0 = datetime(2026, 11, 24, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 24, tzinfo=UTC)
 
 
 def build(path: str, n: int) -> None:
@@ -31,23 +30,33 @@ def build(path: str, n: int) -> None:
     ids = []
     for i in range(n):
         taken = datetime(2015, 1, 1) + timedelta(seconds=rnd.randrange(300_000_000))
-        raw = make_asset(owner_id="u", name=f"IMG_{i:06d}.JPG", taken=taken, size=rnd.randrange(10**6, 10**7),
-                         checksum="c" * 28)
+        raw = make_asset(
+            owner_id="u", name=f"IMG_{i:06d}.JPG", taken=taken, size=rnd.randrange(10**6, 10**7), checksum="c" * 28
+        )
         raw["exifInfo"]["description"] = "A walk along the river, late afternoon light. " * 4
         cache.upsert(raw, T0)
-        cache.set_match(raw["id"], MatchResult.found(f"/photos/{taken:%Y/%m}/IMG_{i:06d}.JPG", "filename",
-                                                     Confidence.HIGH, Evidence(True, False, DateEvidence.EQUAL,
-                                                                               Check.EQUAL), matched_at=T0,
-                                                     file_size=1))
+        cache.set_match(
+            raw["id"],
+            MatchResult.found(
+                f"/photos/{taken:%Y/%m}/IMG_{i:06d}.JPG",
+                "filename",
+                Confidence.HIGH,
+                Evidence(True, False, DateEvidence.EQUAL, Check.EQUAL),
+                matched_at=T0,
+                file_size=1,
+            ),
+        )
         ids.append(raw["id"])
-    cache.replace_albums({f"a{k}": f"Album {k}" for k in range(200)},
-                         {f"a{k}": rnd.sample(ids, min(50, n)) for k in range(200)})
-    cache.replace_tags({f"t{k}": f"Topic/Tag {k}" for k in range(100)},
-                       {f"t{k}": rnd.sample(ids, min(30, n)) for k in range(100)})
+    cache.replace_albums(
+        {f"a{k}": f"Album {k}" for k in range(200)}, {f"a{k}": rnd.sample(ids, min(50, n)) for k in range(200)}
+    )
+    cache.replace_tags(
+        {f"t{k}": f"Topic/Tag {k}" for k in range(100)}, {f"t{k}": rnd.sample(ids, min(30, n)) for k in range(100)}
+    )
     save_cache(cache, path)
 
 
-MEASURE = r'''
+MEASURE = r"""
 import gc, os, resource, sys, time
 from immich_sync import load_cache, save_cache
 path = sys.argv[1]
@@ -64,7 +73,7 @@ by_name = (time.perf_counter() - t) / len(names) * 1e6
 t = time.perf_counter(); save_cache(cache, path + ".out"); save = time.perf_counter() - t
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(f"{load:.2f} {save:.2f} {by_path:.1f} {by_name:.1f} {rss:.0f}")
-'''
+"""
 
 
 def main() -> None:
@@ -86,7 +95,7 @@ def main() -> None:
         for _ in range(args.repeat):
             out = subprocess.run([sys.executable, "-c", MEASURE, path], capture_output=True, text=True, check=True)
             runs.append([float(x) for x in out.stdout.split()])
-        med = [sorted(col)[len(col) // 2] for col in zip(*runs)]
+        med = [sorted(col)[len(col) // 2] for col in zip(*runs, strict=False)]
         print(f"N = {args.n} (median of {args.repeat} fresh processes)")
         print(f"  load + index build   {med[0]:.2f} s")
         print(f"  save                 {med[1]:.2f} s")

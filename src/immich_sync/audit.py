@@ -25,5 +25,7 @@ def audit_line(asset_id: str, file_name: str, match: MatchSummary | None, outcom
     if match is None:
         return f"asset={asset_id} name={file_name!r} status=unmatched ({outcome})"
     where = f"path={match.path!r}" if match.status == Status.FOUND else f"candidates={match.candidates}"
-    return (f"asset={asset_id} name={file_name!r} status={match.status} {where} "
-            f"method={match.method} confidence={match.confidence} ({outcome})")
+    return (
+        f"asset={asset_id} name={file_name!r} status={match.status} {where} "
+        f"method={match.method} confidence={match.confidence} ({outcome})"
+    )

@@ -11,7 +11,7 @@ import os
 import random
 import sys
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from .api import load_cache
 from .entrypoints import cache_cli
@@ -27,9 +27,15 @@ def build(fake: FakeImmich, root: str, n: int, seed: int = 7) -> list[str]:
         name = f"IMG_{i % max(n // 20, 50):04d}.JPG"  # names wrap, as camera counters do
         specs.append((f"{taken:%Y}/{taken:%m}/{name}", taken, rnd.randrange(0, 400)))
     written = write_library(root, specs)
-    for (path, data), (rel, taken, _) in zip(written, specs):
-        asset = make_asset(owner_id=fake.user_id, name=os.path.basename(rel), taken=taken, size=len(data),
-                           checksum=sha1_b64(data), updated_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    for (_path, data), (rel, taken, _) in zip(written, specs, strict=True):
+        asset = make_asset(
+            owner_id=fake.user_id,
+            name=os.path.basename(rel),
+            taken=taken,
+            size=len(data),
+            checksum=sha1_b64(data),
+            updated_at=datetime(2026, 1, 1, tzinfo=UTC),
+        )
         ids.append(fake.add_asset(asset)["id"])
     for path, _ in written[:: max(n // 10, 1)]:
         if os.path.exists(path):
@@ -53,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         some = next(node for node in cache if node.match and node.match.path)
         print(f"\ndemo: looking up {some.match.path}")
         for node in cache.find_file(some.match.path):
-            print(f"  -> asset {node.id}: {node.match.status.value} by {node.match.method}, "
-                  f"confidence {node.match.confidence.label}, taken {node.asset_raw['localDateTime']}")
+            print(
+                f"  -> asset {node.id}: {node.match.status.value} by {node.match.method}, "
+                f"confidence {node.match.confidence.label}, taken {node.asset_raw['localDateTime']}"
+            )
         os.chdir("/")
         return code
 

@@ -9,8 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import UTC, datetime
 
 import pytest
 
@@ -27,10 +26,19 @@ def setup(fake_server, tmp_path):
     specs.append(("2021/IMG_0000.JPG", datetime(2021, 5, 5, 5, 5, 5), 1))  # a same-named file
     written = write_library(str(tmp_path / "Photos"), specs)
     ids = []
-    for (path, data), (rel, taken, _) in zip(written, specs[:12]):
-        ids.append(fake.add_asset(make_asset(owner_id=fake.user_id, name=os.path.basename(rel), taken=taken,
-                                             size=len(data), checksum=sha1_b64(data),
-                                             updated_at=datetime(2026, 1, 1 + len(ids), tzinfo=timezone.utc)))["id"])
+    for (_path, data), (rel, taken, _) in zip(written, specs[:12], strict=False):
+        ids.append(
+            fake.add_asset(
+                make_asset(
+                    owner_id=fake.user_id,
+                    name=os.path.basename(rel),
+                    taken=taken,
+                    size=len(data),
+                    checksum=sha1_b64(data),
+                    updated_at=datetime(2026, 1, 1 + len(ids), tzinfo=UTC),
+                )
+            )["id"]
+        )
     fake.add_album("Trip", ids[:2])
     env = {**os.environ, "IMMICH_INSTANCE_URL": fake.url, "IMMICH_API_KEY": fake.api_key}
     env.pop("IMMICH_URL", None)
@@ -38,8 +46,14 @@ def setup(fake_server, tmp_path):
 
 
 def cli(tmp_path, env, *args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "immich_sync", *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "immich_sync", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def cache_of(tmp_path) -> dict:
@@ -74,12 +88,13 @@ def test_filters_and_their_combination(setup):
     run = cli(tmp, env, "Photos", "--after=2026-01-05T00:00:00Z", "--before=2026-01-08T00:00:00+00:00")
     assert run.returncode == 0, run.stderr
     assert sorted(cache_of(tmp)["assets"]) == sorted(ids[4:8])
-    run = cli(tmp, env, "Photos", "--clear", f"--album={list(fake.albums)[0]}", "--after=2026-01-02T00:00:00")
+    run = cli(tmp, env, "Photos", "--clear", f"--album={next(iter(fake.albums))}", "--after=2026-01-02T00:00:00")
     assert run.returncode == 0 and sorted(cache_of(tmp)["assets"]) == [ids[1]]
 
 
-@pytest.mark.parametrize("verbose", [pytest.param(["-v"], id="through-logging"),
-                                     pytest.param([], id="straight-to-the-file")])
+@pytest.mark.parametrize(
+    "verbose", [pytest.param(["-v"], id="through-logging"), pytest.param([], id="straight-to-the-file")]
+)
 def test_audit_log_has_one_line_per_asset_and_no_key(setup, verbose):
     fake, tmp, env, ids = setup
     run = cli(tmp, env, "Photos", *verbose)
@@ -96,20 +111,26 @@ def test_audit_log_has_one_line_per_asset_and_no_key(setup, verbose):
         assert fake.api_key not in blob
 
 
-@pytest.mark.parametrize("args,message", [
-    pytest.param(["Photos", "--after=2025-06-30"], "--after needs a full ISO 8601 date-time", id="date-only"),
-    pytest.param(["Photos", "--before=yesterday"], "--before needs a full ISO 8601", id="not-a-date"),
-    pytest.param(["Photos", "--after=2026-02-01T00:00:00Z", "--before=2026-01-01T00:00:00Z"], "is later than",
-                 id="after-later-than-before"),
-    pytest.param(["Nowhere"], "does not exist", id="missing-target"),
-    pytest.param(["Photos/2020/IMG_0000.JPG"], "is not a folder", id="target-is-a-file"),
-    pytest.param(["Photos", "--album=holidays"], "is not an album id", id="bad-album-id"),
-    pytest.param(["Photos", f"--album={ALBUM_UNKNOWN}"], f"album {ALBUM_UNKNOWN} not found", id="unknown-album"),
-    pytest.param(["Photos", "--cache=foreign.json"], "not an immich-sync cache file", id="foreign-cache"),
-    pytest.param(["Photos", "--bogus"], "bad arguments", id="unknown-option"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        pytest.param(["Photos", "--after=2025-06-30"], "--after needs a full ISO 8601 date-time", id="date-only"),
+        pytest.param(["Photos", "--before=yesterday"], "--before needs a full ISO 8601", id="not-a-date"),
+        pytest.param(
+            ["Photos", "--after=2026-02-01T00:00:00Z", "--before=2026-01-01T00:00:00Z"],
+            "is later than",
+            id="after-later-than-before",
+        ),
+        pytest.param(["Nowhere"], "does not exist", id="missing-target"),
+        pytest.param(["Photos/2020/IMG_0000.JPG"], "is not a folder", id="target-is-a-file"),
+        pytest.param(["Photos", "--album=holidays"], "is not an album id", id="bad-album-id"),
+        pytest.param(["Photos", f"--album={ALBUM_UNKNOWN}"], f"album {ALBUM_UNKNOWN} not found", id="unknown-album"),
+        pytest.param(["Photos", "--cache=foreign.json"], "not an immich-sync cache file", id="foreign-cache"),
+        pytest.param(["Photos", "--bogus"], "bad arguments", id="unknown-option"),
+    ],
+)
 def test_bad_input_exits_2_with_one_line_and_keeps_the_cache(setup, args, message):
-    fake, tmp, env, ids = setup
+    _fake, tmp, env, _ids = setup
     (tmp / "foreign.json").write_text('{"name": "not ours"}')
     assert cli(tmp, env, "Photos").returncode == 0
     before = (tmp / "log" / "cache_Photos.json").read_bytes()
@@ -120,12 +141,17 @@ def test_bad_input_exits_2_with_one_line_and_keeps_the_cache(setup, args, messag
     assert (tmp / "foreign.json").read_text() == '{"name": "not ours"}'
 
 
-@pytest.mark.parametrize("change,message", [
-    pytest.param({"IMMICH_API_KEY": "wrong-key-0123456789"}, "the API key was rejected", id="key-rejected"),
-    pytest.param({"IMMICH_INSTANCE_URL": "http://127.0.0.1:9"}, "cannot reach http://127.0.0.1:9", id="server-down"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        pytest.param({"IMMICH_API_KEY": "wrong-key-0123456789"}, "the API key was rejected", id="key-rejected"),
+        pytest.param(
+            {"IMMICH_INSTANCE_URL": "http://127.0.0.1:9"}, "cannot reach http://127.0.0.1:9", id="server-down"
+        ),
+    ],
+)
 def test_server_problems_exit_1(setup, change, message):
-    fake, tmp, env, ids = setup
+    _fake, tmp, env, _ids = setup
     run = cli(tmp, {**env, **change}, "Photos")
     assert run.returncode == 1 and message in run.stderr and "Traceback" not in run.stderr
     assert "wrong-key-0123456789" not in run.stderr + run.stdout
@@ -133,14 +159,14 @@ def test_server_problems_exit_1(setup, change, message):
 
 
 def test_missing_configuration_exits_2(setup):
-    fake, tmp, env, ids = setup
+    _fake, tmp, env, _ids = setup
     env = {k: v for k, v in env.items() if not k.startswith("IMMICH_")}
     run = cli(tmp, env, "Photos")
     assert run.returncode == 2 and "IMMICH_INSTANCE_URL is not set" in run.stderr and ".env" in run.stderr
 
 
 def test_env_file_option(setup):
-    fake, tmp, env, ids = setup
+    fake, tmp, env, _ids = setup
     (tmp / "server.env").write_text(f"IMMICH_INSTANCE_URL={fake.url}\nIMMICH_API_KEY={fake.api_key}\n")
     env = {k: v for k, v in env.items() if not k.startswith("IMMICH_")}
     assert cli(tmp, env, "Photos", "--env=server.env", "-q").returncode == 0
@@ -150,8 +176,14 @@ def start_slow_run(fake, tmp, env, latency=0.5, until="/api/search/metadata"):
     """Start the command against a slow server; return once it has asked for `until`."""
     fake.latency = latency
     fake.requests.clear()
-    proc = subprocess.Popen([sys.executable, "-m", "immich_sync", "Photos"], cwd=tmp, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "immich_sync", "Photos"],
+        cwd=tmp,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 20
     while not any(p[1] == until for p in fake.requests) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -170,7 +202,7 @@ def run_to_interrupt(setup):
 
 
 def test_killed_run_keeps_the_old_cache_and_the_next_run_completes(setup):
-    fake, tmp, env, ids = setup
+    fake, tmp, env, _ids = setup
     proc, before = run_to_interrupt(setup)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
@@ -181,7 +213,7 @@ def test_killed_run_keeps_the_old_cache_and_the_next_run_completes(setup):
 
 
 def test_two_runs_at_once_the_second_is_refused(setup):
-    fake, tmp, env, ids = setup
+    fake, tmp, env, _ids = setup
     first = start_slow_run(fake, tmp, env, latency=0.3, until="/api/server/ping")  # holds the lock
     second = cli(tmp, env, "Photos")
     first.communicate(timeout=60)
@@ -190,16 +222,38 @@ def test_two_runs_at_once_the_second_is_refused(setup):
 
 
 def test_find_command(setup):
-    fake, tmp, env, ids = setup
+    _fake, tmp, env, ids = setup
     assert cli(tmp, env, "Photos").returncode == 0
     target = tmp / "Photos" / "2020" / "IMG_0003.JPG"
-    run = subprocess.run([sys.executable, "-c", "from immich_sync.entrypoints.find_cli import run; run()",
-                          "--target=Photos", f"--path={target}"], cwd=tmp, env=env, capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from immich_sync.entrypoints.find_cli import run; run()",
+            "--target=Photos",
+            f"--path={target}",
+        ],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     found = json.loads(run.stdout)
     assert [n["id"] for n in found] == [ids[3]] and found[0]["match"]["path"] == str(target)
-    run = subprocess.run([sys.executable, "-c", "from immich_sync.entrypoints.find_cli import run; run()",
-                          "--target=Photos", "--album=trip"], cwd=tmp, env=env, capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from immich_sync.entrypoints.find_cli import run; run()",
+            "--target=Photos",
+            "--album=trip",
+        ],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert sorted(n["id"] for n in json.loads(run.stdout)) == sorted(ids[:2])
 
 
@@ -211,10 +265,10 @@ def test_help_and_version():
 
 
 def test_ctrl_c_stops_cleanly_and_keeps_the_cache(setup):
-    fake, tmp, env, ids = setup
+    _fake, tmp, _env, _ids = setup
     proc, before = run_to_interrupt(setup)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
     assert (tmp / "log" / "cache_Photos.json").read_bytes() == before
 

@@ -31,14 +31,21 @@ def fake(fake_server):
     return f
 
 
-@pytest.mark.parametrize("method,path,body,definition", [
-    ("POST", "/api/search/metadata", {"withExif": True, "size": 10}, "SearchResponseDto"),
-    ("POST", "/api/search/metadata", {"filter": {"trashedAt": {"eq": None}}, "size": 10, "withExif": True},
-     "SearchResponseDto"),
-    ("POST", "/api/search/statistics", {}, "SearchStatisticsResponseDto"),
-    ("GET", "/api/server/version", None, "ServerVersionResponseDto"),
-    ("GET", "/api/server/ping", None, "ServerPingResponse"),
-])
+@pytest.mark.parametrize(
+    "method,path,body,definition",
+    [
+        ("POST", "/api/search/metadata", {"withExif": True, "size": 10}, "SearchResponseDto"),
+        (
+            "POST",
+            "/api/search/metadata",
+            {"filter": {"trashedAt": {"eq": None}}, "size": 10, "withExif": True},
+            "SearchResponseDto",
+        ),
+        ("POST", "/api/search/statistics", {}, "SearchStatisticsResponseDto"),
+        ("GET", "/api/server/version", None, "ServerVersionResponseDto"),
+        ("GET", "/api/server/ping", None, "ServerPingResponse"),
+    ],
+)
 def test_fake_bodies_follow_the_sdk_schema(fake, method, path, body, definition):
     r = requests.request(method, fake.url + path, json=body, headers={"x-api-key": fake.api_key}, timeout=10)
     assert r.status_code == 200
@@ -53,14 +60,25 @@ def test_fake_album_and_tag_lists_follow_the_sdk_schema(fake):
         validate(tag, "TagResponseDto")
 
 
-REPLAYED = ["search-metadata_withExif_size1000_p1.json", "search-metadata_visibility-timeline.json",
-            "search-metadata_visibility-archive.json", "search-metadata_visibility-hidden.json",
-            "search-metadata_withDeleted.json", "search-metadata_updatedAfter.json",
-            "search-metadata_updatedBefore.json", "search-metadata_updatedAfter_updatedBefore.json",
-            "search-metadata_albumIds.json", "search-metadata_tagIds.json", "search-metadata_withExif_size5_p1.json",
-            "search-metadata_withExif_size5_p2.json", "search-metadata_albumIds_size2_p2.json",
-            "search-metadata_size2000.json", "search-metadata_visibility-locked.json",
-            "search-metadata_updatedAfter-dateonly.json", "search-metadata_badkey.json"]
+REPLAYED = [
+    "search-metadata_withExif_size1000_p1.json",
+    "search-metadata_visibility-timeline.json",
+    "search-metadata_visibility-archive.json",
+    "search-metadata_visibility-hidden.json",
+    "search-metadata_withDeleted.json",
+    "search-metadata_updatedAfter.json",
+    "search-metadata_updatedBefore.json",
+    "search-metadata_updatedAfter_updatedBefore.json",
+    "search-metadata_albumIds.json",
+    "search-metadata_tagIds.json",
+    "search-metadata_withExif_size5_p1.json",
+    "search-metadata_withExif_size5_p2.json",
+    "search-metadata_albumIds_size2_p2.json",
+    "search-metadata_size2000.json",
+    "search-metadata_visibility-locked.json",
+    "search-metadata_updatedAfter-dateonly.json",
+    "search-metadata_badkey.json",
+]
 
 
 @pytest.mark.parametrize("version", sorted(RECORDED))

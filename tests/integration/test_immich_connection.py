@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from urllib3.util.retry import Retry
@@ -15,16 +16,23 @@ from immich_sync.adapters.immich_config import ImmichConfig
 from immich_sync.adapters.immich_http import ImmichConnection
 from immich_sync.errors import AlbumNotFound, ApiKeyRejected, BadInput, ImmichError, ServerUnreachable
 from immich_sync.testing.factory import make_asset
-from immich_sync.testing.fake_immich import Fault, FakeImmich
+from immich_sync.testing.fake_immich import FakeImmich, Fault
 
 VERSIONS = [(1, 120, 0), (2, 7, 5), (3, 0, 0), (3, 1, 0), (3, 2, 0)]
 TAKEN = datetime(2024, 7, 14, 10, 0)
 
 
 def fast_retry(total=4) -> Retry:
-    return Retry(total=total, connect=total, read=total, status=total, backoff_factor=0.01,
-                 status_forcelist=(429, 500, 502, 503, 504), allowed_methods=frozenset({"GET", "POST"}),
-                 raise_on_status=False)
+    return Retry(
+        total=total,
+        connect=total,
+        read=total,
+        status=total,
+        backoff_factor=0.01,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=frozenset({"GET", "POST"}),
+        raise_on_status=False,
+    )
 
 
 def connect(fake: FakeImmich, **kwargs) -> ImmichConnection:
@@ -36,8 +44,13 @@ def populate(fake: FakeImmich, n: int = 7) -> dict[str, str]:
     """Owned assets of every visibility plus trashed, locked and a partner's: returns name -> id."""
     partner = str(uuid.uuid4())
     fake.partner_in_timeline.add(partner)
-    kinds = {"timeline": {}, "archive": {"visibility": "archive"}, "hidden": {"visibility": "hidden"},
-             "trashed": {"is_trashed": True}, "locked": {"visibility": "locked"}}
+    kinds = {
+        "timeline": {},
+        "archive": {"visibility": "archive"},
+        "hidden": {"visibility": "hidden"},
+        "trashed": {"is_trashed": True},
+        "locked": {"visibility": "locked"},
+    }
     ids = {}
     for kind, extra in kinds.items():
         for i in range(n if kind == "timeline" else 2):
@@ -75,17 +88,27 @@ def test_lists_every_owned_asset_exactly_once(fake_server, version):
 def test_date_filters_are_sent_and_checked(fake_server, version):
     fake = fake_server(version)
     for day in (1, 10, 20):
-        fake.add_asset(make_asset(owner_id=fake.user_id, name=f"d{day}.jpg", taken=TAKEN, size=1, checksum="c",
-                                  updated_at=datetime(2026, 1, day, tzinfo=timezone.utc)))
+        fake.add_asset(
+            make_asset(
+                owner_id=fake.user_id,
+                name=f"d{day}.jpg",
+                taken=TAKEN,
+                size=1,
+                checksum="c",
+                updated_at=datetime(2026, 1, day, tzinfo=UTC),
+            )
+        )
     conn = connect(fake)
-    after, before = datetime(2026, 1, 10, tzinfo=timezone.utc), datetime(2026, 1, 20, tzinfo=timezone.utc)
+    after, before = datetime(2026, 1, 10, tzinfo=UTC), datetime(2026, 1, 20, tzinfo=UTC)
     assert sorted(a["originalFileName"] for a in conn.iter_assets(updated_after=after)) == ["d10.jpg", "d20.jpg"]
     assert sorted(a["originalFileName"] for a in conn.iter_assets(updated_before=after)) == ["d1.jpg", "d10.jpg"]
     both = conn.iter_assets(updated_after=after, updated_before=before - (before - after) / 2)
     assert [a["originalFileName"] for a in both] == ["d10.jpg"]
 
 
-@pytest.mark.parametrize("version", [(1, 120, 0), (2, 7, 5), (3, 1, 0), (3, 2, 0)], ids=lambda v: "v" + ".".join(map(str, v)))
+@pytest.mark.parametrize(
+    "version", [(1, 120, 0), (2, 7, 5), (3, 1, 0), (3, 2, 0)], ids=lambda v: "v" + ".".join(map(str, v))
+)
 def test_album_mode_includes_shared_assets_and_membership(fake_server, version):
     fake = fake_server(version)
     ids = populate(fake, n=3)
@@ -142,7 +165,7 @@ def test_listing_asks_for_the_next_page_before_reading_this_one(fake_server, in_
     assert len(listed) == len(owned) and set(listed) == owned  # each once, none lost to a guess
     assert fake.most_in_flight == in_flight
     pages = sorted(body["page"] for body in fake.search_requests())
-    assert pages[: 5] == [1, 2, 3, 4, 5] and len(pages) <= 5 + (in_flight - 1)  # at most one guess past the end
+    assert pages[:5] == [1, 2, 3, 4, 5] and len(pages) <= 5 + (in_flight - 1)  # at most one guess past the end
     fake.requests.clear()
     fake.add_album("Trip", list(owned))
     callers: list[str] = []
@@ -159,7 +182,6 @@ def test_listing_asks_for_the_next_page_before_reading_this_one(fake_server, in_
     assert callers and not any(name.startswith("immich-page") for name in callers)
 
 
-
 def test_listing_and_both_membership_passes_at_once_keep_every_connection(fake_server, caplog):
     """The album and the tag passes run at once beside the listing, each with `workers` requests
     in flight: the connection pool keeps a connection for each, so none is closed and opened again
@@ -167,8 +189,10 @@ def test_listing_and_both_membership_passes_at_once_keep_every_connection(fake_s
     from concurrent.futures import ThreadPoolExecutor
 
     fake = fake_server((3, 1, 0))
-    ids = [fake.add_asset(make_asset(owner_id=fake.user_id, name=f"a{i}.jpg", taken=TAKEN, size=1,
-                                     checksum="c"))["id"] for i in range(300)]
+    ids = [
+        fake.add_asset(make_asset(owner_id=fake.user_id, name=f"a{i}.jpg", taken=TAKEN, size=1, checksum="c"))["id"]
+        for i in range(300)
+    ]
     for k in range(24):
         fake.add_album(f"Album {k}", ids[k::24])
         fake.add_tag(f"Tag {k}", ids[k::24])
@@ -183,6 +207,7 @@ def test_listing_and_both_membership_passes_at_once_keep_every_connection(fake_s
     assert 2 * conn.workers < fake.most_in_flight <= 2 * conn.workers + conn.pages_in_flight  # all at once
     assert "pool is full" not in caplog.text
 
+
 def test_album_errors(fake_server):
     fake = fake_server((3, 1, 0))
     conn = connect(fake)
@@ -196,10 +221,12 @@ def test_album_errors(fake_server):
 def test_retries_transient_faults(fake_server):
     fake = fake_server((3, 1, 0))
     populate(fake, n=5)
-    fake.faults += [Fault("status", "/api/search/metadata", count=2, status=503),
-                    Fault("status", "/api/search/metadata", count=1, status=429, retry_after=0),
-                    Fault("drop", "/api/search/metadata", count=1),
-                    Fault("slow", "/api/users/me", delay=0.2)]
+    fake.faults += [
+        Fault("status", "/api/search/metadata", count=2, status=503),
+        Fault("status", "/api/search/metadata", count=1, status=429, retry_after=0),
+        Fault("drop", "/api/search/metadata", count=1),
+        Fault("slow", "/api/users/me", delay=0.2),
+    ]
     conn = connect(fake)
     assert len(list(conn.iter_assets())) == 5 + 2 + 2
     # four failed tries (a request succeeds only once the faults are used up), then page 1 and
@@ -218,10 +245,13 @@ def test_gives_up_cleanly_after_persistent_faults(fake_server):
     assert "search/metadata" in str(raised.value) and "503" in str(raised.value)
 
 
-@pytest.mark.parametrize("permissions,message", [
-    pytest.param(None, "the API key was rejected", id="401-wrong-key"),
-    pytest.param({"user.read"}, "Missing required permission: asset.read", id="403-scoped-key"),
-])
+@pytest.mark.parametrize(
+    "permissions,message",
+    [
+        pytest.param(None, "the API key was rejected", id="401-wrong-key"),
+        pytest.param({"user.read"}, "Missing required permission: asset.read", id="403-scoped-key"),
+    ],
+)
 def test_key_rejected(fake_server, permissions, message, caplog):
     fake = fake_server((3, 1, 0), permissions=permissions)
     key = fake.api_key if permissions else "wrong-key-abcdef-123456"
@@ -235,7 +265,7 @@ def test_key_rejected(fake_server, permissions, message, caplog):
 
 def test_unreachable_server():
     conn = ImmichConnection(ImmichConfig(url="http://127.0.0.1:9", api_key="k"), retry=fast_retry(total=1))
-    with pytest.raises(ServerUnreachable, match="cannot reach http://127.0.0.1:9"):
+    with pytest.raises(ServerUnreachable, match=re.escape("cannot reach http://127.0.0.1:9")):
         conn.check()
 
 
@@ -245,7 +275,7 @@ def test_an_unreachable_server_is_tried_once_for_all_who_ask(monkeypatch):
     real = conn._check
     monkeypatch.setattr(conn, "_check", lambda: tries.append(1) or real())
     for _ in range(3):  # the listing and the album and tag passes each ask
-        with pytest.raises(ServerUnreachable, match="cannot reach http://127.0.0.1:9"):
+        with pytest.raises(ServerUnreachable, match=re.escape("cannot reach http://127.0.0.1:9")):
             conn.check()
     assert tries == [1]
 

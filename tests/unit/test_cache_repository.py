@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jsonschema
@@ -21,7 +21,7 @@ from immich_sync.domain.cache import ImmichCache
 from immich_sync.domain.match import Check, Confidence, DateEvidence, Evidence, MatchResult
 from immich_sync.errors import CacheFileError, CacheLocked
 
-T0 = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "cache.schema.json").read_text())
 
 
@@ -30,9 +30,17 @@ def sample_cache() -> ImmichCache:
     for _, body in real_assets()[:40]:
         cache.upsert(body, T0)
     ids = cache.ids()
-    cache.set_match(ids[0], MatchResult.found("/lib/a.jpg", "filename+exif_date", Confidence.HIGH,
-                                              Evidence(name=True, date=DateEvidence.EQUAL, size=Check.EQUAL),
-                                              matched_at=T0, file_size=123))
+    cache.set_match(
+        ids[0],
+        MatchResult.found(
+            "/lib/a.jpg",
+            "filename+exif_date",
+            Confidence.HIGH,
+            Evidence(name=True, date=DateEvidence.EQUAL, size=Check.EQUAL),
+            matched_at=T0,
+            file_size=123,
+        ),
+    )
     cache.set_match(ids[1], MatchResult.ambiguous(("/lib/1/b.jpg", "/lib/2/b.jpg"), "filename", Evidence()))
     cache.set_match(ids[2], MatchResult.not_found(matched_at=T0))
     cache.replace_albums({"al": "Italy Trip"}, {"al": ids[:3]})
@@ -49,8 +57,12 @@ def same(a: ImmichCache, b: ImmichCache) -> None:
         other = b.get(node.id)
         assert other.asset_raw == node.asset_raw
         assert other.match == node.match
-        assert (other.albums, other.tags, other.gone_since, other.cached_at) == \
-               (node.albums, node.tags, node.gone_since, node.cached_at)
+        assert (other.albums, other.tags, other.gone_since, other.cached_at) == (
+            node.albums,
+            node.tags,
+            node.gone_since,
+            node.cached_at,
+        )
     assert (a.albums, a.tags, a.target, a.server, a.runs) == (b.albums, b.tags, b.target, b.server, b.runs)
 
 
@@ -77,10 +89,8 @@ class TestRepositoryContract:
         assert repo.load_checkpoint() is None
 
     def test_lock_refuses_a_second_holder(self, repo):
-        with repo.lock():
-            with pytest.raises(CacheLocked):
-                with repo.lock():
-                    pass
+        with repo.lock(), pytest.raises(CacheLocked), repo.lock():
+            pass
         with repo.lock():  # released
             pass
 
@@ -107,21 +117,35 @@ def test_saved_file_validates_against_the_documented_schema(tmp_path):
 
 
 @settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
-@given(st.lists(st.fixed_dictionaries({
-    "id": st.uuids().map(str),
-    "originalFileName": st.text(min_size=1),
-    "updatedAt": st.datetimes(timezones=st.just(timezone.utc)).map(lambda d: d.isoformat()),
-    "extra": st.recursive(st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.text(),
-                          lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
-                          max_leaves=8),
-}), max_size=8), st.sampled_from(["found", "ambiguous", "none"]))
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "id": st.uuids().map(str),
+                "originalFileName": st.text(min_size=1),
+                "updatedAt": st.datetimes(timezones=st.just(UTC)).map(lambda d: d.isoformat()),
+                "extra": st.recursive(
+                    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+                    max_leaves=8,
+                ),
+            }
+        ),
+        max_size=8,
+    ),
+    st.sampled_from(["found", "ambiguous", "none"]),
+)
 def test_save_load_round_trips_exactly(tmp_path, bodies, kind):
     cache = ImmichCache()
     for body in bodies:
         cache.upsert(body, T0)
         if kind == "found":
-            cache.set_match(body["id"], MatchResult.found(f"/lib/{body['id']}.jpg", "filename", Confidence.LOW,
-                                                          Evidence(name=True), matched_at=T0))
+            cache.set_match(
+                body["id"],
+                MatchResult.found(
+                    f"/lib/{body['id']}.jpg", "filename", Confidence.LOW, Evidence(name=True), matched_at=T0
+                ),
+            )
         elif kind == "ambiguous":
             cache.set_match(body["id"], MatchResult.ambiguous(("/a", "/b"), "filename+size", Evidence()))
     path = tmp_path / "rt.json"
@@ -129,23 +153,33 @@ def test_save_load_round_trips_exactly(tmp_path, bodies, kind):
     same(cache, load_cache(path))
 
 
-@pytest.mark.parametrize("content,message", [
-    pytest.param(b"{not json", "not a valid JSON cache file", id="corrupt"),
-    pytest.param(b'{"version": 1, "assets": {"a": {"asset": {"id": "a"}, "match": {"status": "found"}}}',
-                 "not a valid JSON", id="truncated"),
-    pytest.param(b'[1, 2, 3]', "not an immich-sync cache file", id="foreign-list"),
-    pytest.param(b'{"name": "package.json"}', "not an immich-sync cache file", id="foreign-object"),
-    pytest.param(b'{"version": 2, "assets": {}}', "written by a newer immich-sync", id="newer-version"),
-    pytest.param(b'{"version": 1, "assets": {"a": {"match": null}}}', "damaged cache file", id="node-without-asset"),
-    pytest.param(b'{"version": 1, "assets": {"a": {"asset": {"id": "a"}, "match": {"status": "maybe"}}}}',
-                 "damaged cache file", id="bad-status"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        pytest.param(b"{not json", "not a valid JSON cache file", id="corrupt"),
+        pytest.param(
+            b'{"version": 1, "assets": {"a": {"asset": {"id": "a"}, "match": {"status": "found"}}}',
+            "not a valid JSON",
+            id="truncated",
+        ),
+        pytest.param(b"[1, 2, 3]", "not an immich-sync cache file", id="foreign-list"),
+        pytest.param(b'{"name": "package.json"}', "not an immich-sync cache file", id="foreign-object"),
+        pytest.param(b'{"version": 2, "assets": {}}', "written by a newer immich-sync", id="newer-version"),
+        pytest.param(
+            b'{"version": 1, "assets": {"a": {"match": null}}}', "damaged cache file", id="node-without-asset"
+        ),
+        pytest.param(
+            b'{"version": 1, "assets": {"a": {"asset": {"id": "a"}, "match": {"status": "maybe"}}}}',
+            "damaged cache file",
+            id="bad-status",
+        ),
+    ],
+)
 def test_refuses_a_file_it_cannot_read_and_leaves_it_untouched(tmp_path, content, message):
     path = tmp_path / "cache.json"
     path.write_bytes(content)
-    with pytest.raises(CacheFileError) as raised:
-        with open_cache(path):
-            pass
+    with pytest.raises(CacheFileError) as raised, open_cache(path):
+        pass
     text = str(raised.value)
     assert message in text and str(path) in text and "\n" not in text
     assert path.read_bytes() == content
@@ -188,9 +222,8 @@ def test_lock_held_by_another_process_is_refused_at_once(tmp_path):
     holder.start()
     try:
         assert ready.wait(10)
-        with pytest.raises(CacheLocked) as raised:
-            with open_cache(path):
-                pass
+        with pytest.raises(CacheLocked) as raised, open_cache(path):
+            pass
         assert "in use by another immich-cache run" in str(raised.value)
     finally:
         release.set()
@@ -227,7 +260,7 @@ def test_one_line_per_asset_and_untouched_nodes_written_back_as_read(tmp_path):
     cache.mark_gone(some, T0)
     save_cache(cache, path)
     changed = [line for line in path.read_bytes().split(b"\n") if b'"asset":' in line]
-    assert sum(a != b for a, b in zip(changed, node_lines)) == 1
+    assert sum(a != b for a, b in zip(changed, node_lines, strict=False)) == 1
     again = load_cache(path)
     assert again.get(some).gone_since == T0
     assert again.get(some).asset_raw == sample_cache().get(some).asset_raw  # the asset survived the change
@@ -256,9 +289,8 @@ def test_a_truncated_file_is_refused_and_kept(tmp_path, cut):
     save_cache(sample_cache(), path)
     data = path.read_bytes()[: int(len(path.read_bytes()) * cut)]
     path.write_bytes(data)
-    with pytest.raises(CacheFileError) as raised:
-        with open_cache(path):
-            pass
+    with pytest.raises(CacheFileError) as raised, open_cache(path):
+        pass
     assert str(path) in str(raised.value)
     assert path.read_bytes() == data
 
@@ -269,9 +301,10 @@ def test_streamed_file_is_byte_for_byte_orjsons_indented_document():
     from immich_sync.adapters.json_repository import _header, encode_cache_bytes, encode_node
 
     cache = sample_cache()
-    whole = orjson.dumps({**_header(cache, T0),
-                          "assets": {n.id: orjson.Fragment(orjson.dumps(encode_node(n))) for n in cache}},
-                         option=orjson.OPT_INDENT_2)
+    whole = orjson.dumps(
+        {**_header(cache, T0), "assets": {n.id: orjson.Fragment(orjson.dumps(encode_node(n))) for n in cache}},
+        option=orjson.OPT_INDENT_2,
+    )
     assert encode_cache_bytes(cache, T0) == whole
     assert encode_cache_bytes(ImmichCache(), T0).endswith(b'"assets": {}\n}')
 
@@ -308,8 +341,12 @@ def test_nodes_load_from_their_keys_without_parsing_assets_and_old_layout_files_
     import immich_sync.adapters.json_repository as repository
 
     original = sample_cache()
-    original.set_match(original.ids()[4], MatchResult.found('/lib/x,"asset":{y.jpg', "filename", Confidence.LOW,
-                                                             Evidence(name=True), matched_at=T0, file_size=1))
+    original.set_match(
+        original.ids()[4],
+        MatchResult.found(
+            '/lib/x,"asset":{y.jpg', "filename", Confidence.LOW, Evidence(name=True), matched_at=T0, file_size=1
+        ),
+    )
     new_path, old_path = tmp_path / "new.json", tmp_path / "old.json"
     save_cache(original, new_path)
     lines = new_path.read_bytes().split(b"\n")

@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from fakes import FakeLibrary, FakeSource, InMemoryCacheRepository
-from immich_sync.domain.match import Status
+from immich_sync.adapters.json_repository import JsonCacheRepository
 from immich_sync.errors import CacheFileError
 from immich_sync.ports import Groups
-from immich_sync.adapters.json_repository import JsonCacheRepository
 from immich_sync.services.extract import ExtractRequest, default_cache_path, run_extract
 from immich_sync.testing.factory import make_asset
 
 TAKEN = datetime(2024, 7, 14, 10, 0)
-NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
 def asset(name, updated_day=1, size=100, checksum="c"):
-    return make_asset(owner_id="me", name=name, taken=TAKEN, size=size, checksum=checksum,
-                      updated_at=datetime(2026, 1, updated_day, tzinfo=timezone.utc))
+    return make_asset(
+        owner_id="me",
+        name=name,
+        taken=TAKEN,
+        size=size,
+        checksum=checksum,
+        updated_at=datetime(2026, 1, updated_day, tzinfo=UTC),
+    )
 
 
 @pytest.fixture
@@ -32,8 +37,11 @@ def world():
     lib.add("x/dup.jpg", 100, TAKEN, "s1")
     lib.add("y/dup.jpg", 100, TAKEN, "s2")
     assets = [asset("a.jpg"), asset("b.jpg"), asset("dup.jpg", checksum="nope"), asset("gone.jpg")]
-    source = FakeSource(assets, albums=Groups({"al": "Trip"}, {"al": frozenset({assets[0]["id"]})}),
-                        tags=Groups({"t": "Family"}, {"t": frozenset({assets[1]["id"]})}))
+    source = FakeSource(
+        assets,
+        albums=Groups({"al": "Trip"}, {"al": frozenset({assets[0]["id"]})}),
+        tags=Groups({"t": "Family"}, {"t": frozenset({assets[1]["id"]})}),
+    )
     return lib, source, InMemoryCacheRepository(), assets
 
 
@@ -69,7 +77,7 @@ def test_second_run_updates_only_newer_assets_and_rematches_unresolved(world):
     result = run(lib, source, repo)
     assert (result.added, result.updated, result.unchanged) == (0, 1, 3)
     # only the newer one is fetched whole: an older updatedAt is no change by the update rule
-    assert ("iter_assets", datetime(2026, 2, 1, tzinfo=timezone.utc), None, None) in source.calls
+    assert ("iter_assets", datetime(2026, 2, 1, tzinfo=UTC), None, None) in source.calls
     assert result.rematched == 2  # the ambiguous and the not-found ones; b keeps its match
     cache = repo.load()
     assert cache.get(newer["id"]).asset_raw["isFavorite"] is True
@@ -77,7 +85,7 @@ def test_second_run_updates_only_newer_assets_and_rematches_unresolved(world):
 
 
 def test_a_changed_file_is_matched_again(world):
-    lib, source, repo, assets = world
+    lib, source, repo, _assets = world
     run(lib, source, repo)
     lib.files["/lib/2024/b.jpg"] = ("2024/b.jpg", 999, TAKEN, None)
     assert run(lib, source, repo).rematched == 3
@@ -96,7 +104,7 @@ def test_full_run_marks_gone_assets_and_filtered_run_does_not(world):
 
 def test_filters_are_passed_through(world):
     lib, source, repo, _ = world
-    after, before = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 2, 1, tzinfo=timezone.utc)
+    after, before = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
     run(lib, source, repo, updated_after=after, updated_before=before, album_id="al")
     assert source.calls == [("iter_assets", after, before, "al")]
 
@@ -117,8 +125,7 @@ def test_interrupted_run_leaves_the_cache_and_resumes_from_the_checkpoint(world)
         source.assets[a["id"]] = {**a, "updatedAt": "2026-03-01T00:00:00.000Z"}
     source.fail_after = 3
     with pytest.raises(KeyboardInterrupt):
-        run_extract(ExtractRequest(target="/lib", checkpoint_every=2, read_ahead=1), source, repo, lib,
-                    now=lambda: NOW)
+        run_extract(ExtractRequest(target="/lib", checkpoint_every=2, read_ahead=1), source, repo, lib, now=lambda: NOW)
     assert repo.doc == saved and repo.checkpoint is not None
     assert source.calls[-1] == ("cancel",)  # membership passes told to stop
     source.fail_after = None
@@ -150,7 +157,7 @@ def test_default_cache_path():
 
 
 def test_file_dates_are_announced_a_batch_ahead_and_only_for_assets_that_will_be_matched(world):
-    lib, source, repo, assets = world
+    lib, source, repo, _assets = world
     run(lib, source, repo, read_ahead=2)
     # every date the matcher read had been announced first (a.jpg, b.jpg and both dup.jpg)
     assert lib.date_reads and set(lib.date_reads) <= set(lib.prefetched)
@@ -199,7 +206,7 @@ def test_the_listing_runs_ahead_in_bounded_batches_and_a_failure_comes_after_wha
 
 
 def test_the_listing_starts_before_the_cache_has_loaded(world):
-    lib, source, repo, assets = world
+    lib, source, repo, _assets = world
     load = repo.load
     listed_during_load = []
 
@@ -216,7 +223,7 @@ def test_the_listing_starts_before_the_cache_has_loaded(world):
 
 
 def test_a_bad_cache_stops_the_listing(world):
-    lib, source, repo, assets = world
+    lib, source, repo, _assets = world
 
     def broken():
         raise CacheFileError("cache.json: damaged")
@@ -231,8 +238,9 @@ def test_external_library_assets_are_not_announced():
     from immich_sync.domain.library import LibraryFile, LibraryIndex
     from immich_sync.domain.matcher import files_to_date
 
-    index = LibraryIndex.from_files("/lib", [LibraryFile("/lib/a/IMG_1.JPG", "a/IMG_1.JPG", 1),
-                                             LibraryFile("/lib/b/img_1.jpg", "b/img_1.jpg", 2)])
+    index = LibraryIndex.from_files(
+        "/lib", [LibraryFile("/lib/a/IMG_1.JPG", "a/IMG_1.JPG", 1), LibraryFile("/lib/b/img_1.jpg", "b/img_1.jpg", 2)]
+    )
     uploaded = {"originalFileName": "IMG_1.JPG", "originalPath": "upload/x/IMG_1.JPG"}
     old_server = {"originalFileName": "IMG_1", "originalPath": "upload/x/IMG_1.JPG"}
     assert [f.path for f in files_to_date(uploaded, index)] == ["/lib/a/IMG_1.JPG", "/lib/b/img_1.jpg"]
@@ -241,7 +249,7 @@ def test_external_library_assets_are_not_announced():
 
 
 def test_a_run_that_changes_nothing_leaves_the_file_as_it_was(world, tmp_path):
-    lib, source, _, assets = world
+    lib, source, _, _assets = world
     repo = JsonCacheRepository(tmp_path / "cache.json")
     assert run(lib, source, repo).saved
     written = repo.path.read_bytes()
@@ -254,8 +262,9 @@ def test_a_run_that_changes_nothing_leaves_the_file_as_it_was(world, tmp_path):
     assert checkpoints == []  # nothing new to keep: no checkpoint, even one asset at a time
 
 
-@pytest.mark.parametrize("change", ["asset updated", "album membership", "new tag", "asset gone",
-                                    "file now found", "other server"])
+@pytest.mark.parametrize(
+    "change", ["asset updated", "album membership", "new tag", "asset gone", "file now found", "other server"]
+)
 def test_any_change_rewrites_the_file(world, tmp_path, change):
     lib, source, _, assets = world
     repo = JsonCacheRepository(tmp_path / "cache.json")
@@ -295,9 +304,11 @@ def test_a_rerun_lists_versions_and_fetches_whole_only_what_changed(world):
     source.assets[newer["id"]], source.assets[newest["id"]] = newer, newest
     source.calls.clear()
     result = run(lib, source, repo)
-    since = datetime(2026, 2, 1, tzinfo=timezone.utc)  # the oldest change: from there on, with EXIF
+    since = datetime(2026, 2, 1, tzinfo=UTC)  # the oldest change: from there on, with EXIF
     assert [c for c in source.calls if c[0].startswith("iter_")] == [
-        ("iter_versions", None, None, None), ("iter_assets", since, None, None)]
+        ("iter_versions", None, None, None),
+        ("iter_assets", since, None, None),
+    ]
     assert (result.fetched, result.updated, result.unchanged) == (4, 2, 2)
     assert repo.load().get(newest["id"]).asset_raw["updatedAt"] == "2026-03-01T00:00:00.000Z"
 

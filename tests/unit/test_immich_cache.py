@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import string
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -17,13 +17,24 @@ from immich_sync.domain.index import path_key
 from immich_sync.domain.match import Confidence, Evidence, MatchResult, Status
 from immich_sync.domain.names import asset_file_name, normalise_name
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def raw(asset_id: str, name: str = "IMG_0001.JPG", updated: str = "2026-01-01T00:00:00.000Z",
-        local: str = "2024-07-14T10:00:00.000Z") -> dict:
-    return {"id": asset_id, "originalFileName": name, "originalPath": f"/data/{name}", "updatedAt": updated,
-            "localDateTime": local, "checksum": "x", "exifInfo": {"fileSizeInByte": 10}}
+def raw(
+    asset_id: str,
+    name: str = "IMG_0001.JPG",
+    updated: str = "2026-01-01T00:00:00.000Z",
+    local: str = "2024-07-14T10:00:00.000Z",
+) -> dict:
+    return {
+        "id": asset_id,
+        "originalFileName": name,
+        "originalPath": f"/data/{name}",
+        "updatedAt": updated,
+        "localDateTime": local,
+        "checksum": "x",
+        "exifInfo": {"fileSizeInByte": 10},
+    }
 
 
 def found(path: str) -> MatchResult:
@@ -44,13 +55,20 @@ def test_real_payloads_cover_every_version():
     assert len(real_assets()) > 200
 
 
-@pytest.mark.parametrize("name,path,expected", [
-    pytest.param("PXL_20231006_063851485", "/x/PXL_20231006_063851485.jpg", "PXL_20231006_063851485.jpg",
-                 id="v1.82-name-without-extension"),
-    pytest.param("IMG_2307.JPG", "/x/IMG_2307.JPG", "IMG_2307.JPG", id="name-with-extension"),
-    pytest.param("", "/x/a.heic", "a.heic", id="no-name-uses-path"),
-    pytest.param("archive.tar", "/x/other.gz", "archive.tar", id="own-extension-kept"),
-])
+@pytest.mark.parametrize(
+    "name,path,expected",
+    [
+        pytest.param(
+            "PXL_20231006_063851485",
+            "/x/PXL_20231006_063851485.jpg",
+            "PXL_20231006_063851485.jpg",
+            id="v1.82-name-without-extension",
+        ),
+        pytest.param("IMG_2307.JPG", "/x/IMG_2307.JPG", "IMG_2307.JPG", id="name-with-extension"),
+        pytest.param("", "/x/a.heic", "a.heic", id="no-name-uses-path"),
+        pytest.param("archive.tar", "/x/other.gz", "archive.tar", id="own-extension-kept"),
+    ],
+)
 def test_asset_file_name(name, path, expected):
     assert asset_file_name(name, path) == expected
 
@@ -69,18 +87,21 @@ def test_optional_fields_stay_optional():
     assert asset.checksum is None and asset.local_date_time is None and asset.file_size is None
 
 
-@pytest.mark.parametrize("incoming,cached,newer", [
-    pytest.param("2026-01-02T00:00:00.000Z", "2026-01-01T00:00:00.000Z", True, id="later"),
-    pytest.param("2026-01-01T00:00:00.000Z", "2026-01-01T00:00:00.000Z", False, id="equal"),
-    pytest.param("2025-12-31T00:00:00.000Z", "2026-01-01T00:00:00.000Z", False, id="older"),
-    pytest.param("2026-01-01T01:00:00+01:00", "2026-01-01T00:00:00Z", False, id="same-instant-other-spelling"),
-    pytest.param("2026-01-01T00:00:00.001Z", "2026-01-01T00:00:00+00:00", True, id="one-millisecond"),
-])
+@pytest.mark.parametrize(
+    "incoming,cached,newer",
+    [
+        pytest.param("2026-01-02T00:00:00.000Z", "2026-01-01T00:00:00.000Z", True, id="later"),
+        pytest.param("2026-01-01T00:00:00.000Z", "2026-01-01T00:00:00.000Z", False, id="equal"),
+        pytest.param("2025-12-31T00:00:00.000Z", "2026-01-01T00:00:00.000Z", False, id="older"),
+        pytest.param("2026-01-01T01:00:00+01:00", "2026-01-01T00:00:00Z", False, id="same-instant-other-spelling"),
+        pytest.param("2026-01-01T00:00:00.001Z", "2026-01-01T00:00:00+00:00", True, id="one-millisecond"),
+    ],
+)
 def test_update_rule(incoming, cached, newer):
     assert is_newer({"updatedAt": incoming}, {"updatedAt": cached}) is newer
 
 
-@given(st.integers(-10**6, 10**6), st.integers(-10**6, 10**6))
+@given(st.integers(-(10**6), 10**6), st.integers(-(10**6), 10**6))
 def test_older_or_equal_never_replaces(a, b):
     cache = ImmichCache()
     first = (T0 + timedelta(seconds=a)).isoformat()
@@ -198,8 +219,14 @@ class IndexMatchesBruteForce(RuleBasedStateMachine):
     @rule(asset_id=IDS, name=NAMES, day=DAYS)
     def upsert(self, asset_id, name, day):
         self.clock += 1
-        self.cache.upsert({**raw(asset_id, name), "localDateTime": day,
-                           "updatedAt": (T0 + timedelta(seconds=self.clock)).isoformat()}, T0)
+        self.cache.upsert(
+            {
+                **raw(asset_id, name),
+                "localDateTime": day,
+                "updatedAt": (T0 + timedelta(seconds=self.clock)).isoformat(),
+            },
+            T0,
+        )
 
     @rule(asset_id=IDS, path=PATHS, status=st.sampled_from(list(Status)))
     def match(self, asset_id, path, status):
@@ -227,11 +254,16 @@ class IndexMatchesBruteForce(RuleBasedStateMachine):
     def indexes_agree(self):
         nodes = list(self.cache)
         for name in ["IMG_0001.JPG", "IMG_0002.JPG", "crémieux.tiff"]:
-            expected = sorted(n.id for n in nodes if normalise_name(n.asset_raw["originalFileName"]) == normalise_name(name))
+            expected = sorted(
+                n.id for n in nodes if normalise_name(n.asset_raw["originalFileName"]) == normalise_name(name)
+            )
             assert [n.id for n in self.cache.find_by_name(name)] == expected
         for path in ["/lib/a.jpg", "/lib/b.jpg", "/lib/Crémieux.tiff"]:
-            expected = sorted(n.id for n in nodes if n.match and n.match.status is Status.FOUND
-                              and path_key(n.match.path) == path_key(path))
+            expected = sorted(
+                n.id
+                for n in nodes
+                if n.match and n.match.status is Status.FOUND and path_key(n.match.path) == path_key(path)
+            )
             assert [n.id for n in self.cache.find_by_path(path)] == expected
         claimed: dict[str, list[str]] = {}
         for n in nodes:

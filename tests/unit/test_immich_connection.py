@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -12,23 +12,33 @@ from immich_sync.adapters.immich_config import ImmichConfig
 from immich_sync.adapters.immich_http import error_text, most_specific_tags
 from immich_sync.errors import BadInput
 
-AFTER = datetime(2025, 6, 30, tzinfo=timezone.utc)
+AFTER = datetime(2025, 6, 30, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("version,expected", [
-    pytest.param((1, 120, 0), [{"withArchived": True}], id="v1.120-withArchived"),
-    pytest.param((1, 133, 0), [{"visibility": v} for v in ("timeline", "archive", "hidden")], id="v1.133-per-visibility"),
-    pytest.param((2, 7, 5), [{"visibility": v} for v in ("timeline", "archive", "hidden")], id="v2.7.5-per-visibility"),
-    pytest.param((3, 1, 0), [{}], id="v3.1-visibility-omitted"),
-])
+@pytest.mark.parametrize(
+    "version,expected",
+    [
+        pytest.param((1, 120, 0), [{"withArchived": True}], id="v1.120-withArchived"),
+        pytest.param(
+            (1, 133, 0), [{"visibility": v} for v in ("timeline", "archive", "hidden")], id="v1.133-per-visibility"
+        ),
+        pytest.param(
+            (2, 7, 5), [{"visibility": v} for v in ("timeline", "archive", "hidden")], id="v2.7.5-per-visibility"
+        ),
+        pytest.param((3, 1, 0), [{}], id="v3.1-visibility-omitted"),
+    ],
+)
 def test_flat_passes_by_version(version, expected):
     assert plan.flat_passes(version) == expected
 
 
 def test_filters_are_sent_as_instants_and_never_to_a_server_without_them():
     body = plan.flat_passes((3, 1, 0), updated_after=AFTER, updated_before=AFTER, album_id="a")[0]
-    assert body == {"updatedAfter": "2025-06-30T00:00:00.000Z", "updatedBefore": "2025-06-30T00:00:00.000Z",
-                    "albumIds": ["a"]}
+    assert body == {
+        "updatedAfter": "2025-06-30T00:00:00.000Z",
+        "updatedBefore": "2025-06-30T00:00:00.000Z",
+        "albumIds": ["a"],
+    }
     with pytest.raises(ValueError):
         plan.flat_passes((1, 130, 0), album_id="a")
     with pytest.raises(ValueError):
@@ -51,17 +61,33 @@ def response(status: int, body: bytes, headers: dict | None = None) -> requests.
     return r
 
 
-@pytest.mark.parametrize("status,body,headers,expected", [
-    pytest.param(400, b'{"message":["a must be x","b must be y"],"error":"Bad Request","statusCode":400,'
-                      b'"correlationId":"abc"}', {}, "HTTP 400 a must be x; b must be y (correlation id abc)",
-                 id="v1-list-message"),
-    pytest.param(400, b'{"message":"Validation failed","errors":[{"message":"Invalid ISO datetime"}]}',
-                 {"X-Correlation-ID": "k9"}, "HTTP 400 Validation failed: Invalid ISO datetime (correlation id k9)",
-                 id="v3-zod-errors"),
-    pytest.param(403, b'{"message":"Missing required permission: asset.read"}', {},
-                 "HTTP 403 Missing required permission: asset.read", id="v3-permission"),
-    pytest.param(502, b"<html>Bad gateway</html>", {}, "HTTP 502 <html>Bad gateway</html>", id="proxy-html"),
-])
+@pytest.mark.parametrize(
+    "status,body,headers,expected",
+    [
+        pytest.param(
+            400,
+            b'{"message":["a must be x","b must be y"],"error":"Bad Request","statusCode":400,"correlationId":"abc"}',
+            {},
+            "HTTP 400 a must be x; b must be y (correlation id abc)",
+            id="v1-list-message",
+        ),
+        pytest.param(
+            400,
+            b'{"message":"Validation failed","errors":[{"message":"Invalid ISO datetime"}]}',
+            {"X-Correlation-ID": "k9"},
+            "HTTP 400 Validation failed: Invalid ISO datetime (correlation id k9)",
+            id="v3-zod-errors",
+        ),
+        pytest.param(
+            403,
+            b'{"message":"Missing required permission: asset.read"}',
+            {},
+            "HTTP 403 Missing required permission: asset.read",
+            id="v3-permission",
+        ),
+        pytest.param(502, b"<html>Bad gateway</html>", {}, "HTTP 502 <html>Bad gateway</html>", id="proxy-html"),
+    ],
+)
 def test_error_text(status, body, headers, expected):
     assert error_text(response(status, body, headers)) == expected
 
@@ -83,13 +109,23 @@ def test_config_from_env_file_and_environment(tmp_path, monkeypatch):
     assert env_wins.url == "http://other" and env_wins.verify is False
 
 
-@pytest.mark.parametrize("environ,message", [
-    pytest.param({}, "IMMICH_INSTANCE_URL is not set", id="no-url"),
-    pytest.param({"IMMICH_INSTANCE_URL": "http://x", "IMMICH_API_KEY": "  "}, "IMMICH_API_KEY is not set", id="empty-key"),
-    pytest.param({"IMMICH_INSTANCE_URL": "photos.local", "IMMICH_API_KEY": "k"}, "must start with http", id="no-scheme"),
-    pytest.param({"IMMICH_INSTANCE_URL": "http://x", "IMMICH_API_KEY": "k", "IMMICH_CA_BUNDLE": "/nope.pem"},
-                 "IMMICH_CA_BUNDLE", id="missing-ca-bundle"),
-])
+@pytest.mark.parametrize(
+    "environ,message",
+    [
+        pytest.param({}, "IMMICH_INSTANCE_URL is not set", id="no-url"),
+        pytest.param(
+            {"IMMICH_INSTANCE_URL": "http://x", "IMMICH_API_KEY": "  "}, "IMMICH_API_KEY is not set", id="empty-key"
+        ),
+        pytest.param(
+            {"IMMICH_INSTANCE_URL": "photos.local", "IMMICH_API_KEY": "k"}, "must start with http", id="no-scheme"
+        ),
+        pytest.param(
+            {"IMMICH_INSTANCE_URL": "http://x", "IMMICH_API_KEY": "k", "IMMICH_CA_BUNDLE": "/nope.pem"},
+            "IMMICH_CA_BUNDLE",
+            id="missing-ca-bundle",
+        ),
+    ],
+)
 def test_config_errors_name_the_variable_and_the_file(tmp_path, monkeypatch, environ, message):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(BadInput) as raised:

@@ -32,38 +32,44 @@ def mp4(seconds_since_1904: int, moov_last: bool = True) -> bytes:
     return ftyp + (mdat + moov if moov_last else moov + mdat)
 
 
-@pytest.mark.parametrize("data,expected", [
-    pytest.param(jpeg_bytes(TAKEN), (TAKEN, None), id="jpeg-datetimeoriginal"),
-    pytest.param(jpeg_bytes(TAKEN, offset="+02:00"), (TAKEN, 120), id="jpeg-with-offsettimeoriginal"),
-    pytest.param(jpeg_bytes(TAKEN, subsec="25"), (TAKEN.replace(microsecond=250000), None), id="jpeg-subsec"),
-    pytest.param(jpeg_bytes(None), None, id="jpeg-without-exif"),
-    pytest.param(jpeg_bytes(TAKEN)[:40], None, id="truncated-jpeg"),
-    pytest.param(b"\xff\xd8\xff\xe1\x00\x10Exif\x00\x00II*\x00\xff\xff\xff\xff", None, id="corrupt-exif"),
-    pytest.param(b"", None, id="empty-file"),
-    pytest.param(b"not an image at all", None, id="text-file"),
-    pytest.param(mp4(3_800_000_000), (datetime(2024, 5, 31, 11, 33, 20), 0), id="mp4-moov-at-end-utc"),
-    pytest.param(mp4(3_800_000_000, moov_last=False), (datetime(2024, 5, 31, 11, 33, 20), 0), id="mp4-faststart"),
-    pytest.param(mp4(0), None, id="mp4-without-date"),
-])
+@pytest.mark.parametrize(
+    "data,expected",
+    [
+        pytest.param(jpeg_bytes(TAKEN), (TAKEN, None), id="jpeg-datetimeoriginal"),
+        pytest.param(jpeg_bytes(TAKEN, offset="+02:00"), (TAKEN, 120), id="jpeg-with-offsettimeoriginal"),
+        pytest.param(jpeg_bytes(TAKEN, subsec="25"), (TAKEN.replace(microsecond=250000), None), id="jpeg-subsec"),
+        pytest.param(jpeg_bytes(None), None, id="jpeg-without-exif"),
+        pytest.param(jpeg_bytes(TAKEN)[:40], None, id="truncated-jpeg"),
+        pytest.param(b"\xff\xd8\xff\xe1\x00\x10Exif\x00\x00II*\x00\xff\xff\xff\xff", None, id="corrupt-exif"),
+        pytest.param(b"", None, id="empty-file"),
+        pytest.param(b"not an image at all", None, id="text-file"),
+        pytest.param(mp4(3_800_000_000), (datetime(2024, 5, 31, 11, 33, 20), 0), id="mp4-moov-at-end-utc"),
+        pytest.param(mp4(3_800_000_000, moov_last=False), (datetime(2024, 5, 31, 11, 33, 20), 0), id="mp4-faststart"),
+        pytest.param(mp4(0), None, id="mp4-without-date"),
+    ],
+)
 def test_capture_time_of_generated_files(tmp_path, data, expected):
     path = write(tmp_path / "f.bin", data)
     got = read_capture_time(path)
     assert (None if got is None else (got.local, got.offset_minutes)) == expected
 
 
-@pytest.mark.parametrize("name,expected", [
-    pytest.param("Canon_40D.jpg", datetime(2008, 5, 30, 15, 56, 1), id="jpeg-canon"),
-    pytest.param("IMG_5195.HEIC", datetime(2021, 4, 11, 15, 47, 53, 54000), id="heic-iphone"),
-    pytest.param("CanonRaw.cr2", datetime(2005, 8, 3, 18, 59, 18), id="cr2"),
-    pytest.param("CanonRaw.cr3", datetime(2018, 2, 21, 12, 8, 56, 210000), id="cr3"),
-    pytest.param("DNG.dng", datetime(2005, 8, 3, 18, 59, 18), id="dng"),
-    pytest.param("Nikon.nef", datetime(2004, 6, 9, 16, 2, 35), id="nef"),
-    pytest.param("Panasonic.rw2", datetime(2008, 8, 6, 15, 21, 56), id="rw2"),
-    pytest.param("FujiFilm.raf", datetime(2007, 5, 22, 13, 58, 30), id="raf"),
-    pytest.param("PNG.png", None, id="png-without-date"),
-    pytest.param("RIFF.webp", None, id="webp-without-date"),
-    pytest.param("flower.webp", datetime(2003, 12, 14, 12, 1, 44), id="webp-exif-chunk"),
-])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        pytest.param("Canon_40D.jpg", datetime(2008, 5, 30, 15, 56, 1), id="jpeg-canon"),
+        pytest.param("IMG_5195.HEIC", datetime(2021, 4, 11, 15, 47, 53, 54000), id="heic-iphone"),
+        pytest.param("CanonRaw.cr2", datetime(2005, 8, 3, 18, 59, 18), id="cr2"),
+        pytest.param("CanonRaw.cr3", datetime(2018, 2, 21, 12, 8, 56, 210000), id="cr3"),
+        pytest.param("DNG.dng", datetime(2005, 8, 3, 18, 59, 18), id="dng"),
+        pytest.param("Nikon.nef", datetime(2004, 6, 9, 16, 2, 35), id="nef"),
+        pytest.param("Panasonic.rw2", datetime(2008, 8, 6, 15, 21, 56), id="rw2"),
+        pytest.param("FujiFilm.raf", datetime(2007, 5, 22, 13, 58, 30), id="raf"),
+        pytest.param("PNG.png", None, id="png-without-date"),
+        pytest.param("RIFF.webp", None, id="webp-without-date"),
+        pytest.param("flower.webp", datetime(2003, 12, 14, 12, 1, 44), id="webp-exif-chunk"),
+    ],
+)
 def test_capture_time_of_real_camera_files(name, expected):
     got = read_capture_time(str(SAMPLES / name))
     assert (None if got is None else got.local.replace(microsecond=got.local.microsecond)) == expected
@@ -172,8 +178,10 @@ def test_a_walk_in_a_reader_process_gives_the_same_index_and_its_warnings_reach_
         there = library.scan(str(root))
         assert library._pool is not None
     assert there == here and len(there) == 3
-    assert sorted(f.path for f in there.named("img_0001.jpg")) == [str(root / "2024" / "IMG_0001.JPG"),
-                                                                   str(root / "2025" / "IMG_0001.JPG")]
+    assert sorted(f.path for f in there.named("img_0001.jpg")) == [
+        str(root / "2024" / "IMG_0001.JPG"),
+        str(root / "2025" / "IMG_0001.JPG"),
+    ]
     assert "skipped unreadable" in caplog.text and "dangling.jpg" in caplog.text
 
 
@@ -196,14 +204,20 @@ def test_a_broken_thumbnail_ifd_does_not_lose_the_date(tmp_path):
     as a whole, and the reader falls back to reading IFD0 and the Exif IFD one by one."""
     import piexif
 
-    exif = bytearray(piexif.dump({"0th": {piexif.ImageIFD.Make: b"cam"},
-                                  "Exif": {piexif.ExifIFD.DateTimeOriginal: b"2024:07:14 10:30:15"},
-                                  "1st": {piexif.ImageIFD.Make: b"thumb"}}))
+    exif = bytearray(
+        piexif.dump(
+            {
+                "0th": {piexif.ImageIFD.Make: b"cam"},
+                "Exif": {piexif.ExifIFD.DateTimeOriginal: b"2024:07:14 10:30:15"},
+                "1st": {piexif.ImageIFD.Make: b"thumb"},
+            }
+        )
+    )
     tiff = 6  # after "Exif\0\0"
-    count = struct.unpack(">H", exif[tiff + 8:tiff + 10])[0]
+    count = struct.unpack(">H", exif[tiff + 8 : tiff + 10])[0]
     next_ifd = tiff + 10 + 12 * count
-    exif[next_ifd:next_ifd + 4] = struct.pack(">I", 0xFFFFFF00)
-    with pytest.raises(Exception):
+    exif[next_ifd : next_ifd + 4] = struct.pack(">I", 0xFFFFFF00)
+    with pytest.raises(Exception):  # noqa: B017 - whatever piexif raises: the point is that it fails
         piexif.load(bytes(exif))
     data = jpeg_bytes(None)
     jpeg = data[:2] + b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + bytes(exif) + data[2:]

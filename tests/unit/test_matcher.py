@@ -17,14 +17,21 @@ from immich_sync.domain.matcher import MatchPolicy, compare_dates, match_asset, 
 TAKEN = datetime(2024, 7, 14, 10, 30, 15)
 
 
-def asset(name="IMG_0001.JPG", *, taken=TAKEN, size=1000, checksum="sum-a", library_id=None,
-          original_path=None) -> Asset:
-    return Asset.from_api({
-        "id": "a1", "originalFileName": name, "originalPath": original_path or f"/data/upload/{name}",
-        "localDateTime": taken.strftime("%Y-%m-%dT%H:%M:%S.000Z") if taken else None,
-        "checksum": checksum, "libraryId": library_id, "updatedAt": "2026-01-01T00:00:00Z",
-        "exifInfo": {"fileSizeInByte": size} if size is not None else {},
-    })
+def asset(
+    name="IMG_0001.JPG", *, taken=TAKEN, size=1000, checksum="sum-a", library_id=None, original_path=None
+) -> Asset:
+    return Asset.from_api(
+        {
+            "id": "a1",
+            "originalFileName": name,
+            "originalPath": original_path or f"/data/upload/{name}",
+            "localDateTime": taken.strftime("%Y-%m-%dT%H:%M:%S.000Z") if taken else None,
+            "checksum": checksum,
+            "libraryId": library_id,
+            "updatedAt": "2026-01-01T00:00:00Z",
+            "exifInfo": {"fileSizeInByte": size} if size is not None else {},
+        }
+    )
 
 
 def run(a: Asset, lib: FakeLibrary, **policy):
@@ -32,50 +39,181 @@ def run(a: Asset, lib: FakeLibrary, **policy):
 
 
 CASES = [
-    pytest.param(asset(), [("2024/IMG_0001.JPG", 1000, TAKEN, "sum-a")],
-                 Status.FOUND, "/lib/2024/IMG_0001.JPG", "filename", Confidence.HIGH, id="unique-name-date-size"),
-    pytest.param(asset(), [("2024/img_0001.jpg", 1000, TAKEN, None)],
-                 Status.FOUND, "/lib/2024/img_0001.jpg", "filename", Confidence.HIGH, id="case-differs"),
-    pytest.param(asset("Cre\u0301mieux.jpg"), [("a/Crémieux.JPG", 1000, TAKEN, None)],
-                 Status.FOUND, "/lib/a/Crémieux.JPG", "filename", Confidence.HIGH, id="nfd-name-from-macos"),
-    pytest.param(asset(), [("2019/IMG_0001.JPG", 5, datetime(2019, 1, 1), None)],
-                 Status.FOUND, "/lib/2019/IMG_0001.JPG", "filename", Confidence.LOW, id="unique-name-date-size-disagree"),
-    pytest.param(asset(), [("x/IMG_0001.JPG", 1000, TAKEN + timedelta(hours=2), None)],
-                 Status.FOUND, "/lib/x/IMG_0001.JPG", "filename", Confidence.MEDIUM, id="zone-slip-is-weaker-not-different"),
-    pytest.param(asset(), [("x/IMG_0001.JPG", 1200, TAKEN, None)],
-                 Status.FOUND, "/lib/x/IMG_0001.JPG", "filename", Confidence.MEDIUM, id="edited-copy-size-differs"),
-    pytest.param(asset(), [("2019/IMG_0001.JPG", 1000, datetime(2019, 1, 1), None),
-                           ("2024/IMG_0001.JPG", 1001, TAKEN, None),
-                           ("2023/IMG_0001.JPG", 1002, datetime(2023, 1, 1), None)],
-                 Status.FOUND, "/lib/2024/IMG_0001.JPG", "filename+exif_date", Confidence.MEDIUM,
-                 id="same-name-three-folders-decided-by-date"),
-    pytest.param(asset(), [("a/IMG_0001.JPG", 1000, TAKEN, None), ("b/IMG_0001.JPG", 999, TAKEN, None)],
-                 Status.FOUND, "/lib/a/IMG_0001.JPG", "filename+size", Confidence.HIGH, id="same-date-decided-by-size"),
-    pytest.param(asset(), [("a/IMG_0001.JPG", 1000, TAKEN, "other"), ("b/IMG_0001.JPG", 1000, TAKEN, "sum-a")],
-                 Status.FOUND, "/lib/b/IMG_0001.JPG", "filename+checksum", Confidence.EXACT, id="decided-by-sha1"),
-    pytest.param(asset(), [("a/IMG_0001.JPG", 1000, TAKEN, "x"), ("b/IMG_0001.JPG", 1000, TAKEN, "y")],
-                 Status.AMBIGUOUS, None, "filename", Confidence.NONE, id="nothing-decides-ambiguous"),
-    pytest.param(asset(), [("a/IMG_0001.JPG", 1000, TAKEN, "sum-a"), ("b/IMG_0001.JPG", 1000, TAKEN, "sum-a")],
-                 Status.AMBIGUOUS, None, "filename", Confidence.NONE, id="identical-copies-ambiguous"),
-    pytest.param(asset(), [("renamed/holiday.jpg", 1000, TAKEN, "sum-a"), ("other.jpg", 1000, TAKEN, "zz")],
-                 Status.FOUND, "/lib/renamed/holiday.jpg", "checksum", Confidence.EXACT, id="renamed-copy-by-checksum"),
-    pytest.param(asset(), [("other.jpg", 5, TAKEN, "zz")],
-                 Status.NOT_FOUND, None, "filename+checksum", Confidence.NONE, id="not-found"),
-    pytest.param(asset("../IMG_0001.JPG"), [("IMG_0001.JPG", 1000, TAKEN, "x")],
-                 Status.NOT_FOUND, None, "filename+checksum", Confidence.NONE, id="server-name-with-dotdot"),
-    pytest.param(asset("a/IMG_0001.JPG"), [("a/IMG_0001.JPG", 1000, TAKEN, "x")],
-                 Status.NOT_FOUND, None, "filename+checksum", Confidence.NONE, id="server-name-with-slash"),
-    pytest.param(asset("PXL_20231006_063851485", original_path="/up/PXL_20231006_063851485.jpg"),
-                 [("p/PXL_20231006_063851485.jpg", 1000, TAKEN, None)],
-                 Status.FOUND, "/lib/p/PXL_20231006_063851485.jpg", "filename", Confidence.HIGH, id="old-server-name-no-ext"),
-    pytest.param(asset("RIFF.webp", library_id="lib1", original_path="/mnt/photos/trip/RIFF.webp", checksum="pathhash"),
-                 [("trip/RIFF.webp", 1, None, None), ("other/RIFF.webp", 1000, TAKEN, None)],
-                 Status.FOUND, "/lib/trip/RIFF.webp", "path", Confidence.EXACT, id="external-library-path-tail"),
-    pytest.param(asset("RIFF.webp", library_id="lib1", original_path="/mnt/photos/trip/RIFF.webp", checksum="pathhash"),
-                 [("zzz/RIFF.webp", 1000, TAKEN, "pathhash")],
-                 Status.FOUND, "/lib/zzz/RIFF.webp", "filename", Confidence.HIGH, id="external-checksum-never-trusted"),
-    pytest.param(asset(taken=None, size=None), [("IMG_0001.JPG", 1000, None, None)],
-                 Status.FOUND, "/lib/IMG_0001.JPG", "filename", Confidence.LOW, id="nothing-to-compare"),
+    pytest.param(
+        asset(),
+        [("2024/IMG_0001.JPG", 1000, TAKEN, "sum-a")],
+        Status.FOUND,
+        "/lib/2024/IMG_0001.JPG",
+        "filename",
+        Confidence.HIGH,
+        id="unique-name-date-size",
+    ),
+    pytest.param(
+        asset(),
+        [("2024/img_0001.jpg", 1000, TAKEN, None)],
+        Status.FOUND,
+        "/lib/2024/img_0001.jpg",
+        "filename",
+        Confidence.HIGH,
+        id="case-differs",
+    ),
+    pytest.param(
+        asset("Cre\u0301mieux.jpg"),
+        [("a/Crémieux.JPG", 1000, TAKEN, None)],
+        Status.FOUND,
+        "/lib/a/Crémieux.JPG",
+        "filename",
+        Confidence.HIGH,
+        id="nfd-name-from-macos",
+    ),
+    pytest.param(
+        asset(),
+        [("2019/IMG_0001.JPG", 5, datetime(2019, 1, 1), None)],
+        Status.FOUND,
+        "/lib/2019/IMG_0001.JPG",
+        "filename",
+        Confidence.LOW,
+        id="unique-name-date-size-disagree",
+    ),
+    pytest.param(
+        asset(),
+        [("x/IMG_0001.JPG", 1000, TAKEN + timedelta(hours=2), None)],
+        Status.FOUND,
+        "/lib/x/IMG_0001.JPG",
+        "filename",
+        Confidence.MEDIUM,
+        id="zone-slip-is-weaker-not-different",
+    ),
+    pytest.param(
+        asset(),
+        [("x/IMG_0001.JPG", 1200, TAKEN, None)],
+        Status.FOUND,
+        "/lib/x/IMG_0001.JPG",
+        "filename",
+        Confidence.MEDIUM,
+        id="edited-copy-size-differs",
+    ),
+    pytest.param(
+        asset(),
+        [
+            ("2019/IMG_0001.JPG", 1000, datetime(2019, 1, 1), None),
+            ("2024/IMG_0001.JPG", 1001, TAKEN, None),
+            ("2023/IMG_0001.JPG", 1002, datetime(2023, 1, 1), None),
+        ],
+        Status.FOUND,
+        "/lib/2024/IMG_0001.JPG",
+        "filename+exif_date",
+        Confidence.MEDIUM,
+        id="same-name-three-folders-decided-by-date",
+    ),
+    pytest.param(
+        asset(),
+        [("a/IMG_0001.JPG", 1000, TAKEN, None), ("b/IMG_0001.JPG", 999, TAKEN, None)],
+        Status.FOUND,
+        "/lib/a/IMG_0001.JPG",
+        "filename+size",
+        Confidence.HIGH,
+        id="same-date-decided-by-size",
+    ),
+    pytest.param(
+        asset(),
+        [("a/IMG_0001.JPG", 1000, TAKEN, "other"), ("b/IMG_0001.JPG", 1000, TAKEN, "sum-a")],
+        Status.FOUND,
+        "/lib/b/IMG_0001.JPG",
+        "filename+checksum",
+        Confidence.EXACT,
+        id="decided-by-sha1",
+    ),
+    pytest.param(
+        asset(),
+        [("a/IMG_0001.JPG", 1000, TAKEN, "x"), ("b/IMG_0001.JPG", 1000, TAKEN, "y")],
+        Status.AMBIGUOUS,
+        None,
+        "filename",
+        Confidence.NONE,
+        id="nothing-decides-ambiguous",
+    ),
+    pytest.param(
+        asset(),
+        [("a/IMG_0001.JPG", 1000, TAKEN, "sum-a"), ("b/IMG_0001.JPG", 1000, TAKEN, "sum-a")],
+        Status.AMBIGUOUS,
+        None,
+        "filename",
+        Confidence.NONE,
+        id="identical-copies-ambiguous",
+    ),
+    pytest.param(
+        asset(),
+        [("renamed/holiday.jpg", 1000, TAKEN, "sum-a"), ("other.jpg", 1000, TAKEN, "zz")],
+        Status.FOUND,
+        "/lib/renamed/holiday.jpg",
+        "checksum",
+        Confidence.EXACT,
+        id="renamed-copy-by-checksum",
+    ),
+    pytest.param(
+        asset(),
+        [("other.jpg", 5, TAKEN, "zz")],
+        Status.NOT_FOUND,
+        None,
+        "filename+checksum",
+        Confidence.NONE,
+        id="not-found",
+    ),
+    pytest.param(
+        asset("../IMG_0001.JPG"),
+        [("IMG_0001.JPG", 1000, TAKEN, "x")],
+        Status.NOT_FOUND,
+        None,
+        "filename+checksum",
+        Confidence.NONE,
+        id="server-name-with-dotdot",
+    ),
+    pytest.param(
+        asset("a/IMG_0001.JPG"),
+        [("a/IMG_0001.JPG", 1000, TAKEN, "x")],
+        Status.NOT_FOUND,
+        None,
+        "filename+checksum",
+        Confidence.NONE,
+        id="server-name-with-slash",
+    ),
+    pytest.param(
+        asset("PXL_20231006_063851485", original_path="/up/PXL_20231006_063851485.jpg"),
+        [("p/PXL_20231006_063851485.jpg", 1000, TAKEN, None)],
+        Status.FOUND,
+        "/lib/p/PXL_20231006_063851485.jpg",
+        "filename",
+        Confidence.HIGH,
+        id="old-server-name-no-ext",
+    ),
+    pytest.param(
+        asset("RIFF.webp", library_id="lib1", original_path="/mnt/photos/trip/RIFF.webp", checksum="pathhash"),
+        [("trip/RIFF.webp", 1, None, None), ("other/RIFF.webp", 1000, TAKEN, None)],
+        Status.FOUND,
+        "/lib/trip/RIFF.webp",
+        "path",
+        Confidence.EXACT,
+        id="external-library-path-tail",
+    ),
+    pytest.param(
+        asset("RIFF.webp", library_id="lib1", original_path="/mnt/photos/trip/RIFF.webp", checksum="pathhash"),
+        [("zzz/RIFF.webp", 1000, TAKEN, "pathhash")],
+        Status.FOUND,
+        "/lib/zzz/RIFF.webp",
+        "filename",
+        Confidence.HIGH,
+        id="external-checksum-never-trusted",
+    ),
+    pytest.param(
+        asset(taken=None, size=None),
+        [("IMG_0001.JPG", 1000, None, None)],
+        Status.FOUND,
+        "/lib/IMG_0001.JPG",
+        "filename",
+        Confidence.LOW,
+        id="nothing-to-compare",
+    ),
 ]
 
 
@@ -109,15 +247,18 @@ def test_files_are_read_lazily():
     assert lib.date_reads == ["/lib/a/IMG_0001.JPG"]  # only the candidate, once
 
 
-@pytest.mark.parametrize("delta,expected", [
-    pytest.param(timedelta(0), DateEvidence.EQUAL, id="equal"),
-    pytest.param(timedelta(microseconds=900_000), DateEvidence.EQUAL, id="same-second"),
-    pytest.param(timedelta(seconds=3), DateEvidence.NEAR, id="three-seconds"),
-    pytest.param(timedelta(hours=-5), DateEvidence.NEAR, id="zone-slip-minus-5h"),
-    pytest.param(timedelta(hours=5, minutes=45), DateEvidence.NEAR, id="nepal-offset"),
-    pytest.param(timedelta(minutes=7), DateEvidence.DIFFERENT, id="seven-minutes"),
-    pytest.param(timedelta(days=2), DateEvidence.DIFFERENT, id="two-days"),
-])
+@pytest.mark.parametrize(
+    "delta,expected",
+    [
+        pytest.param(timedelta(0), DateEvidence.EQUAL, id="equal"),
+        pytest.param(timedelta(microseconds=900_000), DateEvidence.EQUAL, id="same-second"),
+        pytest.param(timedelta(seconds=3), DateEvidence.NEAR, id="three-seconds"),
+        pytest.param(timedelta(hours=-5), DateEvidence.NEAR, id="zone-slip-minus-5h"),
+        pytest.param(timedelta(hours=5, minutes=45), DateEvidence.NEAR, id="nepal-offset"),
+        pytest.param(timedelta(minutes=7), DateEvidence.DIFFERENT, id="seven-minutes"),
+        pytest.param(timedelta(days=2), DateEvidence.DIFFERENT, id="two-days"),
+    ],
+)
 def test_compare_dates(delta, expected):
     base = TAKEN.replace(microsecond=0)
     assert compare_dates(CaptureTime(base + delta), base, MatchPolicy()) is expected
@@ -145,9 +286,13 @@ def test_rematch_rules():
 
 
 # --- properties
-FILE = st.tuples(st.sampled_from(["a", "b", "c", "d/e"]), st.sampled_from(["IMG_0001.JPG", "img_0001.jpg", "DSC_1.NEF"]),
-                 st.integers(900, 1002), st.sampled_from([TAKEN, TAKEN + timedelta(hours=1), None]),
-                 st.sampled_from(["sum-a", "sum-b", None]))
+FILE = st.tuples(
+    st.sampled_from(["a", "b", "c", "d/e"]),
+    st.sampled_from(["IMG_0001.JPG", "img_0001.jpg", "DSC_1.NEF"]),
+    st.integers(900, 1002),
+    st.sampled_from([TAKEN, TAKEN + timedelta(hours=1), None]),
+    st.sampled_from(["sum-a", "sum-b", None]),
+)
 
 
 def library_from(files) -> FakeLibrary:
@@ -165,15 +310,21 @@ def reference(a: Asset, lib: FakeLibrary):
     """Slow and obvious: filter step by step over a brute-force list."""
     from immich_sync.domain.names import normalise_name
 
-    files = sorted(p for p, (rel, *_rest) in lib.files.items()
-                   if normalise_name(rel.rsplit("/", 1)[-1]) == normalise_name(a.file_name))
+    files = sorted(
+        p
+        for p, (rel, *_rest) in lib.files.items()
+        if normalise_name(rel.rsplit("/", 1)[-1]) == normalise_name(a.file_name)
+    )
     if not files:
         same = [p for p, (_, size, _, digest) in lib.files.items() if size == a.file_size and digest == a.checksum]
         return (Status.FOUND, same[0]) if len(same) == 1 else (Status.AMBIGUOUS if same else Status.NOT_FOUND, None)
     if len(files) == 1:
         return Status.FOUND, files[0]
-    for keep in (lambda p: lib.files[p][2] == a.local_date_time, lambda p: lib.files[p][1] == a.file_size,
-                 lambda p: lib.files[p][3] == a.checksum):
+    for keep in (
+        lambda p: lib.files[p][2] == a.local_date_time,
+        lambda p: lib.files[p][1] == a.file_size,
+        lambda p: lib.files[p][3] == a.checksum,
+    ):
         kept = [p for p in files if keep(p)]
         if len(files) > 1 and kept:
             files = kept
@@ -211,8 +362,10 @@ def test_an_identical_copy_is_always_found_with_top_confidence(files, folder):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(FILE, max_size=6), st.lists(st.tuples(st.text("xyz", min_size=1, max_size=4), st.integers(1, 2000)),
-                                             max_size=5))
+@given(
+    st.lists(FILE, max_size=6),
+    st.lists(st.tuples(st.text("xyz", min_size=1, max_size=4), st.integers(1, 2000)), max_size=5),
+)
 def test_unrelated_files_never_change_a_found_match(files, extra):
     lib = library_from(files)
     before = run(asset(), lib)
@@ -224,6 +377,7 @@ def test_unrelated_files_never_change_a_found_match(files, extra):
 
 
 def test_library_index_is_sorted_by_path():
-    index = LibraryIndex.from_files("/lib", [LibraryFile("/lib/b/x.jpg", "b/x.jpg", 1),
-                                             LibraryFile("/lib/a/X.JPG", "a/X.JPG", 2)])
+    index = LibraryIndex.from_files(
+        "/lib", [LibraryFile("/lib/b/x.jpg", "b/x.jpg", 1), LibraryFile("/lib/a/X.JPG", "a/X.JPG", 2)]
+    )
     assert [f.path for f in index.named("x.jpg")] == ["/lib/a/X.JPG", "/lib/b/x.jpg"]

@@ -4,8 +4,9 @@ piexif parses a raw EXIF (TIFF) block; this module only has to find that block i
 JPEG (APP1), TIFF and TIFF-based raw (DNG, CR2, NEF, ARW, RW2, ORF, PEF), WebP (the RIFF `EXIF`
 chunk), PNG (eXIf chunk), HEIC/HEIF/AVIF (the `Exif` item of the ISO-BMFF `meta` box), Canon
 CR3 (the CMT2 box) and Fujifilm RAF (its embedded JPEG). QuickTime/MP4 video has no EXIF: its
-`mvhd` creation time (UTC, which is how Immich reads video dates) is used. Only the needed bytes are read: the first 128 KiB, more only when
-an EXIF offset points further. Anything unreadable or corrupt gives None, never an exception.
+`mvhd` creation time (UTC, which is how Immich reads video dates) is used. Only the needed bytes
+are read: the first 128 KiB, more only when an EXIF offset points further. Anything unreadable
+or corrupt gives None, never an exception.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import os
 import re
 import struct
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
 import piexif
@@ -45,7 +46,7 @@ def read_capture_time(path: str) -> CaptureTime | None:
     try:
         with open(path, "rb") as handle:
             return _read(handle)
-    except Exception as exc:  # noqa: BLE001 - a bad file must never stop a run
+    except Exception as exc:
         log.debug("no capture time in %s: %s: %s", path, type(exc).__name__, exc)
         return None
 
@@ -137,8 +138,8 @@ def _jpeg_exif(data: bytes) -> bytes | None:
         if marker == 0xFF or 0xD0 <= marker <= 0xD7 or marker == 0x01:
             pos += 1 if marker == 0xFF else 2
             continue
-        length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
-        segment = data[pos + 4:pos + 2 + length]
+        length = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+        segment = data[pos + 4 : pos + 2 + length]
         if marker == 0xE1 and segment[:6] == b"Exif\x00\x00":
             return segment[6:]
         pos += 2 + length
@@ -244,10 +245,10 @@ def _heif_exif(handle: BinaryIO, start: int, end: int) -> bytes | None:
         if len(data) < 4:
             continue
         skip = struct.unpack(">I", data[:4])[0]
-        tiff = data[4 + skip:]
+        tiff = data[4 + skip :]
         if tiff[:4] not in _TIFF_MAGICS:  # some writers count the offset differently
             at = data.find(b"Exif\x00\x00")
-            tiff = data[at + 6:] if at >= 0 else b""
+            tiff = data[at + 6 :] if at >= 0 else b""
         return tiff or None
     return None
 
@@ -258,16 +259,16 @@ def _heif_exif_item_ids(body: bytes) -> set[int]:
     pos = 4 + count_size
     ids: set[int] = set()
     while pos + 8 <= len(body):
-        size, kind = struct.unpack(">I4s", body[pos:pos + 8])
+        size, kind = struct.unpack(">I4s", body[pos : pos + 8])
         if size < 8:
             break
         if kind == b"infe":
-            entry = body[pos + 8:pos + size]
+            entry = body[pos + 8 : pos + size]
             entry_version = entry[0]
             if entry_version >= 2:
                 id_size = 2 if entry_version == 2 else 4
-                item_id = int.from_bytes(entry[4:4 + id_size], "big")
-                item_type = entry[4 + id_size + 2:4 + id_size + 6]
+                item_id = int.from_bytes(entry[4 : 4 + id_size], "big")
+                item_type = entry[4 + id_size + 2 : 4 + id_size + 6]
                 if item_type == b"Exif":
                     ids.add(item_id)
         pos += size
@@ -282,7 +283,7 @@ def _heif_locations(body: bytes) -> dict[int, list[tuple[int, int]]]:
 
     def take(n: int) -> int:
         nonlocal pos
-        value = int.from_bytes(body[pos:pos + n], "big") if n else 0
+        value = int.from_bytes(body[pos : pos + n], "big") if n else 0
         pos += n
         return value
 
@@ -350,8 +351,7 @@ def _quicktime_created(handle: BinaryIO, start: int, end: int) -> CaptureTime | 
     seconds = struct.unpack(">Q", body[4:12])[0] if body[0] == 1 else struct.unpack(">I", body[4:8])[0]
     if seconds == 0:
         return None
-    return CaptureTime(local=_QT_EPOCH + timedelta(seconds=seconds), offset_minutes=0,
-                       source="QuickTime:CreateDate")
+    return CaptureTime(local=_QT_EPOCH + timedelta(seconds=seconds), offset_minutes=0, source="QuickTime:CreateDate")
 
 
 def _date_in(ifd: dict) -> CaptureTime | None:
@@ -403,5 +403,4 @@ def _gps_time(gps: dict) -> CaptureTime | None:
     except (ValueError, ZeroDivisionError, TypeError):
         return None
     moment = base + timedelta(hours=numbers[0], minutes=numbers[1], seconds=int(numbers[2]))
-    return CaptureTime(local=moment.replace(tzinfo=timezone.utc).replace(tzinfo=None), offset_minutes=0,
-                       source="GPSDateTime")
+    return CaptureTime(local=moment.replace(tzinfo=UTC).replace(tzinfo=None), offset_minutes=0, source="GPSDateTime")

@@ -31,8 +31,9 @@ class ImmichConfig:
         return self.ca_bundle or True
 
     @classmethod
-    def from_env(cls, env_file: str | os.PathLike[str] | None = None,
-                 environ: Mapping[str, str] | None = None) -> "ImmichConfig":
+    def from_env(
+        cls, env_file: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+    ) -> ImmichConfig:
         """Read the variables; the process environment wins over the file.
 
         `env_file` None means `./.env` if it exists; a named file must exist.
@@ -53,8 +54,9 @@ class ImmichConfig:
 
         url = next((get(name) for name in URL_NAMES if get(name)), "")
         if not url:
-            raise BadInput(f"IMMICH_INSTANCE_URL is not set (nor IMMICH_URL): set it in the environment "
-                           f"or in {path.resolve()}")
+            raise BadInput(
+                f"IMMICH_INSTANCE_URL is not set (nor IMMICH_URL): set it in the environment or in {path.resolve()}"
+            )
         if not url.lower().startswith(("http://", "https://")):
             raise BadInput(f"IMMICH_INSTANCE_URL must start with http:// or https:// (got {url!r})")
         key = get(KEY_NAME)
@@ -63,5 +65,6 @@ class ImmichConfig:
         ca_bundle = get("IMMICH_CA_BUNDLE") or None
         if ca_bundle and not Path(ca_bundle).is_file():
             raise BadInput(f"IMMICH_CA_BUNDLE names {ca_bundle}, which is not a file")
-        return cls(url=url, api_key=key, ca_bundle=ca_bundle,
-                   insecure_tls=get("IMMICH_INSECURE_TLS").lower() in TRUE_WORDS)
+        return cls(
+            url=url, api_key=key, ca_bundle=ca_bundle, insecure_tls=get("IMMICH_INSECURE_TLS").lower() in TRUE_WORDS
+        )

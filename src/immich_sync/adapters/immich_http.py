@@ -51,11 +51,18 @@ class _BoundedRetry(Retry):
 def default_retry() -> Retry:
     """6 tries with exponential backoff (0.5 s doubling, capped at 20 s) and jitter: at most ~1 min."""
     return _BoundedRetry(
-        total=6, connect=4, read=4, status=6, other=2,
-        backoff_factor=0.5, backoff_max=20, backoff_jitter=0.5,
+        total=6,
+        connect=4,
+        read=4,
+        status=6,
+        other=2,
+        backoff_factor=0.5,
+        backoff_max=20,
+        backoff_jitter=0.5,
         status_forcelist=(429, 500, 502, 503, 504),
         allowed_methods=frozenset({"GET", "POST"}),  # POST /search/* only reads: safe to repeat
-        respect_retry_after_header=True, raise_on_status=False,
+        respect_retry_after_header=True,
+        raise_on_status=False,
     )
 
 
@@ -88,10 +95,17 @@ def error_text(response: requests.Response) -> str:
 class ImmichConnection:
     """One server, one API key, one requests.Session (connection reuse, gzip, retries)."""
 
-    def __init__(self, config: ImmichConfig, *, include_partners: bool = False,
-                 timeout: tuple[float, float] = (10.0, 120.0), retry: Retry | None = None,
-                 page_size: int = plan.PAGE_SIZE, workers: int = MEMBERSHIP_WORKERS,
-                 pages_in_flight: int = PAGES_IN_FLIGHT) -> None:
+    def __init__(
+        self,
+        config: ImmichConfig,
+        *,
+        include_partners: bool = False,
+        timeout: tuple[float, float] = (10.0, 120.0),
+        retry: Retry | None = None,
+        page_size: int = plan.PAGE_SIZE,
+        workers: int = MEMBERSHIP_WORKERS,
+        pages_in_flight: int = PAGES_IN_FLIGHT,
+    ) -> None:
         self._config = config
         self.include_partners = include_partners
         self.timeout = timeout
@@ -107,18 +121,21 @@ class ImmichConnection:
         # a kept-alive connection for each request that can be in flight at once: the album and
         # the tag passes (`workers` each) beside the listing's pages, and one more
         connections = 2 * workers + pages_in_flight + 1
-        adapter = HTTPAdapter(max_retries=retry or default_retry(), pool_connections=connections,
-                              pool_maxsize=connections)
+        adapter = HTTPAdapter(
+            max_retries=retry or default_retry(), pool_connections=connections, pool_maxsize=connections
+        )
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.session.headers.update({"x-api-key": config.api_key, "Accept": "application/json",
-                                     "User-Agent": f"immich-sync/{__version__}"})
+        self.session.headers.update(
+            {"x-api-key": config.api_key, "Accept": "application/json", "User-Agent": f"immich-sync/{__version__}"}
+        )
         self.session.verify = config.verify
         if config.insecure_tls and not _insecure_warned.is_set():
             _insecure_warned.set()
             log.warning("IMMICH_INSECURE_TLS is set: the server's TLS certificate is NOT checked")
         if config.insecure_tls:
             from urllib3.exceptions import InsecureRequestWarning
+
             warnings.simplefilter("ignore", InsecureRequestWarning)
         self.api_url = ""
         self.info: ServerInfo | None = None
@@ -146,9 +163,12 @@ class ImmichConnection:
         except requests.exceptions.RetryError as exc:
             raise ImmichError(self._scrub(f"{method} {url} kept failing after retries: {exc}")) from None
         except requests.exceptions.SSLError as exc:
-            raise ServerUnreachable(self._scrub(
-                f"cannot reach {url}: TLS certificate problem ({_cause(exc)}); for a self-signed "
-                "certificate set IMMICH_CA_BUNDLE")) from None
+            raise ServerUnreachable(
+                self._scrub(
+                    f"cannot reach {url}: TLS certificate problem ({_cause(exc)}); for a self-signed "
+                    "certificate set IMMICH_CA_BUNDLE"
+                )
+            ) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             raise ServerUnreachable(self._scrub(f"cannot reach {url}: {_cause(exc)}")) from None
 
@@ -161,13 +181,16 @@ class ImmichConnection:
             raise ApiKeyRejected(self._scrub(f"the API key was rejected by {self._config.url}{hint}: {detail}"))
         if response.status_code >= 400:
             kind = "failed after retries" if response.status_code >= 429 else "failed"
-            raise _HttpError(response.status_code, self._scrub(f"{method} /{path.lstrip('/')} {kind}: "
-                                                               f"{error_text(response)}"))
+            raise _HttpError(
+                response.status_code, self._scrub(f"{method} /{path.lstrip('/')} {kind}: {error_text(response)}")
+            )
         try:
             return orjson.loads(_body(response))
         except orjson.JSONDecodeError:
-            raise ImmichError(f"{method} /{path.lstrip('/')} returned something that is not JSON "
-                              f"(is {self._config.url} an Immich server?)") from None
+            raise ImmichError(
+                f"{method} /{path.lstrip('/')} returned something that is not JSON "
+                f"(is {self._config.url} an Immich server?)"
+            ) from None
 
     def _discover_api_url(self) -> str:
         """The API root: `/.well-known/immich`'s api.endpoint when offered, else `<url>/api`."""
@@ -208,11 +231,15 @@ class ImmichConnection:
         try:
             version = plan.parse_version(self._call("GET", "server/version"))
         except _HttpError:
-            raise ImmichError(f"the server at {self._config.url} is too old: immich-sync needs "
-                              "POST /api/search/metadata (Immich v1.95 or newer)") from None
+            raise ImmichError(
+                f"the server at {self._config.url} is too old: immich-sync needs "
+                "POST /api/search/metadata (Immich v1.95 or newer)"
+            ) from None
         if version < plan.MIN_SEARCH:
-            raise ImmichError(f"the server at {self._config.url} runs Immich v{'.'.join(map(str, version))}, "
-                              "too old: immich-sync needs POST /api/search/metadata (v1.95 or newer)")
+            raise ImmichError(
+                f"the server at {self._config.url} runs Immich v{'.'.join(map(str, version))}, "
+                "too old: immich-sync needs POST /api/search/metadata (v1.95 or newer)"
+            )
         me = self._call("GET", "users/me")
         info = ServerInfo(url=self._config.url, version=version, user_id=str(me["id"]))
         log.info("connected to Immich v%s at %s", info.version_text, self._config.url)
@@ -221,8 +248,9 @@ class ImmichConnection:
     def check_album(self, album_id: str) -> dict[str, Any]:
         """The album, or AlbumNotFound; a non-UUID id is refused before any request."""
         if not plan.is_uuid(album_id):
-            raise BadInput(f"album id {album_id!r} is not a UUID (Immich album ids look like "
-                           "0d6d4b2b-e00f-4148-9cea-c34b8c1011e1)")
+            raise BadInput(
+                f"album id {album_id!r} is not a UUID (Immich album ids look like 0d6d4b2b-e00f-4148-9cea-c34b8c1011e1)"
+            )
         self.check()
         try:
             return self._call("GET", f"albums/{album_id}", params={"withoutAssets": "true"})
@@ -231,21 +259,24 @@ class ImmichConnection:
                 raise AlbumNotFound(f"album {album_id} not found on {self._config.url}") from None
             raise
 
-    def iter_assets(self, updated_after: datetime | None = None, updated_before: datetime | None = None,
-                    album_id: str | None = None) -> Iterator[dict[str, Any]]:
+    def iter_assets(
+        self, updated_after: datetime | None = None, updated_before: datetime | None = None, album_id: str | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Every asset the user owns (or, with `album_id`, every asset in that album), each once."""
         return self._assets(updated_after, updated_before, album_id, with_exif=True)
 
-    def iter_versions(self, updated_after: datetime | None = None, updated_before: datetime | None = None,
-                      album_id: str | None = None) -> Iterator[tuple[str, str | None, str]]:
+    def iter_versions(
+        self, updated_after: datetime | None = None, updated_before: datetime | None = None, album_id: str | None = None
+    ) -> Iterator[tuple[str, str | None, str]]:
         """(id, updatedAt, originalFileName) of the same assets, from a listing without EXIF:
         about half the bytes, and no EXIF join for the server. It may also hold assets whose
         metadata was never extracted, which `iter_assets` leaves out (FACTS.md)."""
         for raw in self._assets(updated_after, updated_before, album_id, with_exif=False):
             yield str(raw["id"]), raw.get("updatedAt"), raw.get("originalFileName") or ""
 
-    def _assets(self, updated_after: datetime | None, updated_before: datetime | None, album_id: str | None,
-                *, with_exif: bool) -> Iterator[dict[str, Any]]:
+    def _assets(
+        self, updated_after: datetime | None, updated_before: datetime | None, album_id: str | None, *, with_exif: bool
+    ) -> Iterator[dict[str, Any]]:
         if album_id is not None:
             self.check_album(album_id)  # a bad id is refused before any request
         info = self.check()
@@ -263,15 +294,17 @@ class ImmichConnection:
                 continue
             yield raw
 
-    def _raw_assets(self, info: ServerInfo, after: datetime | None, before: datetime | None,
-                    album_id: str | None, with_exif: bool) -> Iterator[dict[str, Any]]:
+    def _raw_assets(
+        self, info: ServerInfo, after: datetime | None, before: datetime | None, album_id: str | None, with_exif: bool
+    ) -> Iterator[dict[str, Any]]:
         if album_id is not None and info.version < plan.MIN_ALBUM_IDS:
             album = self._call("GET", f"albums/{album_id}", params={"withoutAssets": "false"})
             yield from album.get("assets") or []
             return
         if plan.uses_cursor(info.version):
-            yield from self._cursor_pages(plan.cursor_body(updated_after=after, updated_before=before,
-                                                           album_id=album_id), with_exif=with_exif)
+            yield from self._cursor_pages(
+                plan.cursor_body(updated_after=after, updated_before=before, album_id=album_id), with_exif=with_exif
+            )
             return
         for body in plan.flat_passes(info.version, updated_after=after, updated_before=before, album_id=album_id):
             yield from self._flat_pages(body, with_exif=with_exif, listing=True)
@@ -279,6 +312,7 @@ class ImmichConnection:
     def _flat_pages(self, body: dict[str, Any], *, with_exif: bool, listing: bool = False) -> Iterator[dict[str, Any]]:
         """Page through one flat search (`page`/`nextPage`). For the listing, page k+1 follows
         page k, so the following pages are asked for before this one has been read (see `_pages`)."""
+
         def follow(result: dict[str, Any], page: int | None) -> int | None:
             try:
                 following = int(result.get("nextPage") or 0)
@@ -295,6 +329,7 @@ class ImmichConnection:
     def _cursor_pages(self, body: dict[str, Any], *, with_exif: bool) -> Iterator[dict[str, Any]]:
         """Page through one v3.2 cursor search (`cursor`/`nextCursor`): one page at a time, as the
         next cursor is known only from this page."""
+
         def follow(result: dict[str, Any], cursor: str | None) -> str | None:
             following = result.get("nextCursor")
             return following if following and following != cursor else None
@@ -309,8 +344,9 @@ class ImmichConnection:
             request["withExif"] = True
         return self._call("POST", "search/metadata", json=request).get("assets") or {}
 
-    def _pages_in_turn(self, body: dict[str, Any], token_key: str, token: Any, follow,
-                       *, with_exif: bool) -> Iterator[dict[str, Any]]:
+    def _pages_in_turn(
+        self, body: dict[str, Any], token_key: str, token: Any, follow, *, with_exif: bool
+    ) -> Iterator[dict[str, Any]]:
         """`_pages` without reading ahead: each page asked for in the caller's thread once the
         one before has been read. For the album and tag passes, which run in a pool already: a
         thread of its own for each of 300 one-page searches only made more threads wait for the
@@ -322,8 +358,9 @@ class ImmichConnection:
             yield from fresh
             token = _END if following is None else following
 
-    def _pages(self, body: dict[str, Any], token_key: str, token: Any, follow,
-               *, guess, with_exif: bool) -> Iterator[dict[str, Any]]:
+    def _pages(
+        self, body: dict[str, Any], token_key: str, token: Any, follow, *, guess, with_exif: bool
+    ) -> Iterator[dict[str, Any]]:
         """Yield each page's items; stop on the last page, or on a page that brings no new id
         (v3.1.0 with albumIds returned the same page forever, #31311).
 
@@ -333,6 +370,7 @@ class ImmichConnection:
         that jumps) is dropped and the right page asked for. Without it (cursor paging), the next
         page is asked for as soon as this one is read.
         """
+
         def fetch(page_token: Any) -> dict[str, Any]:
             return self._fetch_page(body, token_key, page_token, with_exif=with_exif)
 
@@ -355,15 +393,17 @@ class ImmichConnection:
             finally:
                 _drop(pending)  # the last page, a wrong guess, a failure or the caller stopping
 
-    def count_assets(self, updated_after: datetime | None = None, updated_before: datetime | None = None,
-                     album_id: str | None = None) -> int | None:
+    def count_assets(
+        self, updated_after: datetime | None = None, updated_before: datetime | None = None, album_id: str | None = None
+    ) -> int | None:
         """A total for a progress bar (POST /search/statistics, v1.135+), or None."""
         info = self.check()
         if info.version < plan.MIN_STATISTICS:
             return None
         try:
-            passes = plan.flat_passes(info.version, updated_after=updated_after,
-                                      updated_before=updated_before, album_id=album_id)
+            passes = plan.flat_passes(
+                info.version, updated_after=updated_after, updated_before=updated_before, album_id=album_id
+            )
             return sum(int(self._call("POST", "search/statistics", json=body).get("total", 0)) for body in passes)
         except (_HttpError, ValueError, TypeError):
             return None
@@ -397,8 +437,9 @@ class ImmichConnection:
         found = self._parallel(values, lambda tag_id: self._search_ids(info, tag_id=tag_id))
         return Groups(names=values, members=most_specific_tags(values, found))
 
-    def _search_ids(self, info: ServerInfo, *, album_id: str | None = None,
-                    tag_id: str | None = None) -> frozenset[str]:
+    def _search_ids(
+        self, info: ServerInfo, *, album_id: str | None = None, tag_id: str | None = None
+    ) -> frozenset[str]:
         ids: set[str] = set()
         for body in plan.flat_passes(info.version, album_id=album_id, tag_id=tag_id):
             ids.update(a["id"] for a in self._flat_pages(body, with_exif=False))
@@ -409,7 +450,7 @@ class ImmichConnection:
         if len(keys) <= 1 or self.workers <= 1:
             return {key: fetch(key) for key in keys}
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="immich") as pool:
-            return dict(zip(keys, pool.map(fetch, keys)))
+            return dict(zip(keys, pool.map(fetch, keys), strict=False))
 
 
 _END = object()  # no page follows
@@ -468,8 +509,9 @@ def _within(updated_at: Any, after: datetime | None, before: datetime | None) ->
     moment = parse_instant(updated_at)
     if moment is None:
         return True
-    return (after is None or moment >= after.replace(microsecond=after.microsecond // 1000 * 1000)) and \
-        (before is None or moment <= before)
+    return (after is None or moment >= after.replace(microsecond=after.microsecond // 1000 * 1000)) and (
+        before is None or moment <= before
+    )
 
 
 def _cause(exc: BaseException) -> str:

@@ -50,9 +50,14 @@ def _instant(moment: datetime) -> str:
     return format_instant(moment)
 
 
-def flat_passes(version: Version, *, updated_after: datetime | None = None,
-                updated_before: datetime | None = None, album_id: str | None = None,
-                tag_id: str | None = None) -> list[dict[str, Any]]:
+def flat_passes(
+    version: Version,
+    *,
+    updated_after: datetime | None = None,
+    updated_before: datetime | None = None,
+    album_id: str | None = None,
+    tag_id: str | None = None,
+) -> list[dict[str, Any]]:
     """Flat request bodies (without page, size, withExif), one per pass whose results are merged."""
     base: dict[str, Any] = {}
     if updated_after is not None:
@@ -74,8 +79,9 @@ def flat_passes(version: Version, *, updated_after: datetime | None = None,
     return [base]
 
 
-def cursor_body(*, updated_after: datetime | None = None, updated_before: datetime | None = None,
-                album_id: str | None = None) -> dict[str, Any]:
+def cursor_body(
+    *, updated_after: datetime | None = None, updated_before: datetime | None = None, album_id: str | None = None
+) -> dict[str, Any]:
     """The v3.2 body. 3.2.0 returned trashed assets by default (#31511): filter them out explicitly."""
     filters: dict[str, Any] = {"visibility": {"in": list(VISIBILITIES)}, "trashedAt": {"eq": None}}
     updated: dict[str, str] = {}

@@ -8,7 +8,7 @@ import io
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -54,11 +54,20 @@ def encode_match(match: MatchResult | None) -> dict[str, Any] | None:
         return None
     e = match.evidence
     return {
-        "status": match.status._value_, "path": match.path, "method": match.method,
-        "confidence": _LABEL_OF[match.confidence], "candidates": list(match.candidates),
-        "evidence": {"name": e.name, "path": e.path, "date": e.date._value_, "size": e.size._value_,
-                     "checksum": e.checksum._value_},
-        "matchedAt": _time(match.matched_at), "fileSize": match.file_size,
+        "status": match.status._value_,
+        "path": match.path,
+        "method": match.method,
+        "confidence": _LABEL_OF[match.confidence],
+        "candidates": list(match.candidates),
+        "evidence": {
+            "name": e.name,
+            "path": e.path,
+            "date": e.date._value_,
+            "size": e.size._value_,
+            "checksum": e.checksum._value_,
+        },
+        "matchedAt": _time(match.matched_at),
+        "fileSize": match.file_size,
     }
 
 
@@ -141,22 +150,27 @@ def _checked_match(doc: Any, asset_id: str) -> dict[str, Any] | None:
     """The stored match, checked enough that indexes and counts can trust it before it is decoded."""
     if doc is None:
         return None
-    if (not isinstance(doc, dict) or doc.get("status") not in _STATUSES
-            or doc.get("confidence") not in _LABELS or not isinstance(doc.get("path"), (str, type(None)))):
+    if (
+        not isinstance(doc, dict)
+        or doc.get("status") not in _STATUSES
+        or doc.get("confidence") not in _LABELS
+        or not isinstance(doc.get("path"), (str, type(None)))
+    ):
         raise ValueError(f"asset {asset_id} has a malformed match")
     return doc
 
 
 def _check_header(doc: Any, source: str) -> None:
     if not isinstance(doc, dict) or "version" not in doc or not isinstance(doc.get("assets"), dict):
-        raise CacheFileError(f"{source}: not an immich-sync cache file (no \"version\" and \"assets\")")
+        raise CacheFileError(f'{source}: not an immich-sync cache file (no "version" and "assets")')
     version = doc["version"]
     if not isinstance(version, int) or version < 1:
-        raise CacheFileError(f"{source}: not an immich-sync cache file (bad \"version\": {version!r})")
+        raise CacheFileError(f'{source}: not an immich-sync cache file (bad "version": {version!r})')
     if version > FORMAT_VERSION:
         raise CacheFileError(
             f"{source}: written by a newer immich-sync (cache format {version}; this version reads "
-            f"{FORMAT_VERSION}); upgrade immich-sync or use another --cache file")
+            f"{FORMAT_VERSION}); upgrade immich-sync or use another --cache file"
+        )
 
 
 def _finish(cache: ImmichCache, doc: dict[str, Any]) -> ImmichCache:
@@ -192,22 +206,45 @@ def _decode_node(asset_id: str, node: dict[str, Any], stored: bytes | None = Non
     cached_at, gone = parse_instant(node.get("cachedAt")), node.get("goneSince")
     gone_since = None if gone is None else parse_instant(gone)
     if stored is None:
-        return CacheNode(id=asset_id, asset_raw=node["asset"], albums=albums, tags=tags, cached_at=cached_at,
-                         gone_since=gone_since, stored_match=match, decode=_decode_stored)
+        return CacheNode(
+            id=asset_id,
+            asset_raw=node["asset"],
+            albums=albums,
+            tags=tags,
+            cached_at=cached_at,
+            gone_since=gone_since,
+            stored_match=match,
+            decode=_decode_stored,
+        )
     keys = _checked_keys(node.get("keys"))
     if keys is None:  # written without keys (another tool): derive them from the asset
         raw = node["asset"] if "asset" in node else _asset_of(stored)
         keys = (raw_name_key(raw), raw_day(raw), raw.get("updatedAt"))
-    return CacheNode(id=asset_id, albums=albums, tags=tags, cached_at=cached_at, gone_since=gone_since,
-                     stored_match=match, decode=_decode_stored, stored=stored, parse=_asset_of,
-                     name_key=keys[0], day=keys[1], updated_text=keys[2])
+    return CacheNode(
+        id=asset_id,
+        albums=albums,
+        tags=tags,
+        cached_at=cached_at,
+        gone_since=gone_since,
+        stored_match=match,
+        decode=_decode_stored,
+        stored=stored,
+        parse=_asset_of,
+        name_key=keys[0],
+        day=keys[1],
+        updated_text=keys[2],
+    )
 
 
 def _checked_keys(keys: Any) -> tuple[str, str | None, str | None] | None:
     if not isinstance(keys, dict):
         return None
     name, day, updated = keys.get("name"), keys.get("day"), keys.get("updatedAt")
-    if not isinstance(name, str) or not isinstance(day, (str, type(None))) or not isinstance(updated, (str, type(None))):
+    if (
+        not isinstance(name, str)
+        or not isinstance(day, (str, type(None)))
+        or not isinstance(updated, (str, type(None)))
+    ):
         return None
     return name, day, updated
 
@@ -236,7 +273,7 @@ def _node_head(stored: bytes) -> dict[str, Any]:
 
 def _asset_of(stored: bytes) -> dict[str, Any]:
     cut = _asset_at(stored)
-    return orjson.loads(stored[cut + len(_ASSET_AT) - 1:-1]) if cut > 0 else orjson.loads(stored)["asset"]
+    return orjson.loads(stored[cut + len(_ASSET_AT) - 1 : -1]) if cut > 0 else orjson.loads(stored)["asset"]
 
 
 def read_node_lines(handle: BinaryIO, source: str) -> ImmichCache:
@@ -260,8 +297,8 @@ def read_node_lines(handle: BinaryIO, source: str) -> ImmichCache:
                 break
             colon = line.index(b'": ')
             value_end = len(line) - (2 if line.endswith(b",\n") else 1 if line.endswith(b"\n") else 0)
-            stored = line[colon + 3:value_end]
-            nodes.append(_decode_node(orjson.loads(line[:colon + 1]), _node_head(stored), stored))
+            stored = line[colon + 3 : value_end]
+            nodes.append(_decode_node(orjson.loads(line[: colon + 1]), _node_head(stored), stored))
         else:
             raise ValueError("the file ends inside the assets")
         if handle.read().strip() != b"}":
@@ -321,10 +358,8 @@ def write_atomically(path: Path, data: bytes | Callable[[BinaryIO], None]) -> No
             os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

@@ -21,8 +21,20 @@ from . import exif_reader
 log = logging.getLogger(__name__)
 
 # NAS and desktop litter: never a photo, and never walked into.
-SKIPPED_DIRS = frozenset({"@eadir", "#recycle", "#snapshot", ".@__thumb", "@recycle", ".ds_store",
-                          "$recycle.bin", "system volume information", ".thumbnails", ".git"})
+SKIPPED_DIRS = frozenset(
+    {
+        "@eadir",
+        "#recycle",
+        "#snapshot",
+        ".@__thumb",
+        "@recycle",
+        ".ds_store",
+        "$recycle.bin",
+        "system volume information",
+        ".thumbnails",
+        ".git",
+    }
+)
 SKIPPED_FILES = frozenset({".ds_store", "thumbs.db", "desktop.ini", ".picasa.ini", "picasa.ini"})
 # Sidecars describe a photo; they are never candidates for one.
 SIDECAR_EXTENSIONS = frozenset({".xmp", ".aae", ".json"})
@@ -35,8 +47,7 @@ def _skip_dir(name: str) -> bool:
 
 def _skip_file(name: str) -> bool:
     lowered = name.casefold()
-    return (lowered in SKIPPED_FILES or name.startswith("._")
-            or os.path.splitext(lowered)[1] in SIDECAR_EXTENSIONS)
+    return lowered in SKIPPED_FILES or name.startswith("._") or os.path.splitext(lowered)[1] in SIDECAR_EXTENSIONS
 
 
 def scan_files(root: str):
@@ -185,7 +196,7 @@ class LocalLibrary:
         self.reads = 0
         self.hashes = 0
 
-    def __enter__(self) -> "LocalLibrary":
+    def __enter__(self) -> LocalLibrary:
         self._closed = False
         return self
 
@@ -220,10 +231,9 @@ class LocalLibrary:
             try:
                 walk = self._submit(_walk_in_reader, root)
                 found = walk.result() if walk is not None else None
-            except Exception as exc:  # noqa: BLE001 - no process, or it died: walk here
+            except Exception as exc:
                 if not self._closed:  # (closed, its readers were stopped on purpose)
-                    log.warning("walking %s in this process (the reader failed: %s: %s)", root,
-                                type(exc).__name__, exc)
+                    log.warning("walking %s in this process (the reader failed: %s: %s)", root, type(exc).__name__, exc)
             else:
                 if found is None:  # closed before the walk began
                     return LibraryIndex.from_files(root, scan_files(root))
@@ -242,7 +252,7 @@ class LocalLibrary:
             return
         try:
             for i in range(0, len(todo), READ_CHUNK):
-                chunk = todo[i:i + READ_CHUNK]
+                chunk = todo[i : i + READ_CHUNK]
                 task = self._submit(exif_reader.read_capture_times, chunk)
                 if task is None:  # closed: read here when asked
                     return
@@ -260,8 +270,12 @@ class LocalLibrary:
             if self._closed:
                 return None
             if self._pool is None:
-                self._pool = ProcessPoolExecutor(self._readers, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_reader_init, initargs=(os.getpid(),))
+                self._pool = ProcessPoolExecutor(
+                    self._readers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_reader_init,
+                    initargs=(os.getpid(),),
+                )
             return self._pool.submit(function, *args)
 
     def capture_time(self, path: str) -> CaptureTime | None:
@@ -280,14 +294,13 @@ class LocalLibrary:
         paths = self._tasks.pop(task, [])
         try:
             values = task.result()
-        except Exception as exc:  # noqa: BLE001 - a reader died (killed, out of memory): read here
-            log.warning("a file-date reader failed (%s: %s); reading in this process",
-                        type(exc).__name__, exc)
+        except Exception as exc:
+            log.warning("a file-date reader failed (%s: %s); reading in this process", type(exc).__name__, exc)
             self._readers = 0
             self.close(wait=False)
             return
         with self._lock:
-            for path, value in zip(paths, values):
+            for path, value in zip(paths, values, strict=False):
                 self._times[path] = value
                 self._pending.pop(path, None)
             self.reads += len(paths)

@@ -31,7 +31,7 @@ class Asset:
     raw: Mapping[str, Any] = field(eq=False, repr=False)
 
     @classmethod
-    def from_api(cls, raw: Mapping[str, Any]) -> "Asset":
+    def from_api(cls, raw: Mapping[str, Any]) -> Asset:
         exif = raw.get("exifInfo") or {}
         size = exif.get("fileSizeInByte") if isinstance(exif, Mapping) else None
         original_path = raw.get("originalPath")

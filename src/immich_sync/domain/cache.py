@@ -23,7 +23,7 @@ FORMAT_VERSION = 1
 MAX_RUNS_KEPT = 20
 
 
-class Upsert(str, enum.Enum):
+class Upsert(enum.StrEnum):
     ADDED = "added"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
@@ -48,8 +48,9 @@ class CacheNode:
     cached_at: datetime | None = None
     gone_since: datetime | None = None  # set when a full run no longer saw it on the server
     _stored_match: Mapping[str, Any] | None = field(default=None, alias="stored_match", eq=False, repr=False)
-    _decode: Callable[[Mapping[str, Any]], MatchResult] | None = field(default=None, alias="decode",
-                                                                        eq=False, repr=False)
+    _decode: Callable[[Mapping[str, Any]], MatchResult] | None = field(
+        default=None, alias="decode", eq=False, repr=False
+    )
     stored: bytes | None = field(default=None, eq=False, repr=False)
     _parse: Callable[[bytes], dict[str, Any]] | None = field(default=None, alias="parse", eq=False, repr=False)
     name_key: str = field(default="", eq=False, repr=False)
@@ -127,8 +128,14 @@ class CacheNode:
         """What indexes and counts need, without building the MatchResult."""
         doc = self._stored_match
         if doc is not None:
-            return MatchSummary(doc["status"], doc.get("path"), doc.get("method", ""), doc.get("confidence", "none"),
-                                doc.get("fileSize"), len(doc.get("candidates") or ()))
+            return MatchSummary(
+                doc["status"],
+                doc.get("path"),
+                doc.get("method", ""),
+                doc.get("confidence", "none"),
+                doc.get("fileSize"),
+                len(doc.get("candidates") or ()),
+            )
         return None if self._match is None else self._match.summary()
 
 
@@ -160,7 +167,7 @@ class ImmichCache:
         self.index = CacheIndex()
 
     @classmethod
-    def from_nodes(cls, nodes: Iterable[CacheNode]) -> "ImmichCache":
+    def from_nodes(cls, nodes: Iterable[CacheNode]) -> ImmichCache:
         cache = cls()
         cache._nodes = {node.id: node for node in nodes}
         cache.index = CacheIndex.build(cache._nodes.values())
@@ -186,8 +193,12 @@ class ImmichCache:
         """`upsert` would leave the asset listed with this updatedAt unchanged (held, not marked
         gone, and not newer by the update rule), so the caller need not fetch it whole."""
         node = self._nodes.get(asset_id)
-        return (node is not None and node.gone_since is None and updated_text is not None
-                and not is_newer({"updatedAt": updated_text}, node))
+        return (
+            node is not None
+            and node.gone_since is None
+            and updated_text is not None
+            and not is_newer({"updatedAt": updated_text}, node)
+        )
 
     def all_as_stored(self) -> bool:
         """Every node is as the file it was read from holds it (none added, changed or decoded
@@ -313,11 +324,16 @@ class ImmichCache:
             roots = [tag]
         else:
             wanted = tag.casefold().strip("/")
-            roots = [tid for tid, value in self.tags.items()
-                     if value.casefold() == wanted or value.casefold().rsplit("/", 1)[-1] == wanted]
+            roots = [
+                tid
+                for tid, value in self.tags.items()
+                if value.casefold() == wanted or value.casefold().rsplit("/", 1)[-1] == wanted
+            ]
         prefixes = [self.tags[t].casefold() + "/" for t in roots]
-        return sorted(set(roots) | {tid for tid, value in self.tags.items()
-                                   if any(value.casefold().startswith(p) for p in prefixes)})
+        return sorted(
+            set(roots)
+            | {tid for tid, value in self.tags.items() if any(value.casefold().startswith(p) for p in prefixes)}
+        )
 
     def album_ids_for(self, album: str) -> list[str]:
         if album in self.albums:

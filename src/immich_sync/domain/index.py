@@ -34,7 +34,7 @@ def raw_day(raw: Mapping[str, Any]) -> str | None:
     return None
 
 
-def node_found_path(node: "CacheNode") -> str | None:
+def node_found_path(node: CacheNode) -> str | None:
     path = node.found_path()
     return path_key(path) if path else None
 
@@ -61,13 +61,13 @@ class CacheIndex:
         self._keys: dict[str, tuple] = {}
 
     @classmethod
-    def build(cls, nodes: Iterable["CacheNode"]) -> "CacheIndex":
+    def build(cls, nodes: Iterable[CacheNode]) -> CacheIndex:
         index = cls()
         for node in nodes:
             index.add(node)
         return index
 
-    def add(self, node: "CacheNode") -> None:
+    def add(self, node: CacheNode) -> None:
         node_id = node.id
         name, path, day = node.name_key, node_found_path(node), node.day
         self._keys[node_id] = (name, path, day, node.tags, node.albums)
@@ -94,11 +94,11 @@ class CacheIndex:
         for album in albums:
             _discard(self._by_album, album, asset_id)
 
-    def refresh(self, node: "CacheNode") -> None:
+    def refresh(self, node: CacheNode) -> None:
         self.remove(node.id)
         self.add(node)
 
-    def refresh_match(self, node: "CacheNode") -> None:
+    def refresh_match(self, node: CacheNode) -> None:
         """Only the match changed: move the node's matched-path key, nothing else."""
         keys = self._keys.get(node.id)
         if keys is None:

@@ -40,7 +40,7 @@ class LibraryIndex:
     by_path: Mapping[str, LibraryFile] = field(repr=False)
 
     @classmethod
-    def from_files(cls, root: str, files: Iterable[LibraryFile]) -> "LibraryIndex":
+    def from_files(cls, root: str, files: Iterable[LibraryFile]) -> LibraryIndex:
         by_name: dict[str, list[LibraryFile]] = {}
         by_size: dict[int, list[LibraryFile]] = {}
         by_path: dict[str, LibraryFile] = {}

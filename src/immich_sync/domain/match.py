@@ -9,7 +9,7 @@ from typing import NamedTuple
 from attrs import field, frozen
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     FOUND = "found"
     NOT_FOUND = "not_found"
     AMBIGUOUS = "ambiguous"
@@ -38,18 +38,18 @@ class Confidence(enum.IntEnum):
         return self._name_.lower()  # not `.name`: an enum property, slow in the per-asset path
 
     @classmethod
-    def from_label(cls, label: str) -> "Confidence":
+    def from_label(cls, label: str) -> Confidence:
         return cls[label.upper()]
 
 
-class DateEvidence(str, enum.Enum):
+class DateEvidence(enum.StrEnum):
     EQUAL = "equal"  # same wall-clock second
     NEAR = "near"  # within a few seconds, or whole hours apart (a time-zone slip)
     DIFFERENT = "different"
     UNKNOWN = "unknown"  # the file or the asset has no date
 
 
-class Check(str, enum.Enum):
+class Check(enum.StrEnum):
     """Outcome of a yes/no comparison that may not have been made."""
 
     EQUAL = "equal"
@@ -92,20 +92,29 @@ class MatchResult:
     file_size: int | None = None  # the found file's size when matched: a change means match again
 
     @classmethod
-    def found(cls, path: str, method: str, confidence: Confidence, evidence: Evidence,
-              candidates: tuple[str, ...] = (), matched_at: datetime | None = None,
-              file_size: int | None = None) -> "MatchResult":
+    def found(
+        cls,
+        path: str,
+        method: str,
+        confidence: Confidence,
+        evidence: Evidence,
+        candidates: tuple[str, ...] = (),
+        matched_at: datetime | None = None,
+        file_size: int | None = None,
+    ) -> MatchResult:
         return cls(Status.FOUND, path, method, confidence, candidates or (path,), evidence, matched_at, file_size)
 
     def summary(self) -> MatchSummary:
-        return MatchSummary(self.status._value_, self.path, self.method, self.confidence.label,
-                            self.file_size, len(self.candidates))
+        return MatchSummary(
+            self.status._value_, self.path, self.method, self.confidence.label, self.file_size, len(self.candidates)
+        )
 
     @classmethod
-    def not_found(cls, method: str = "none", matched_at: datetime | None = None) -> "MatchResult":
+    def not_found(cls, method: str = "none", matched_at: datetime | None = None) -> MatchResult:
         return cls(Status.NOT_FOUND, None, method, Confidence.NONE, (), Evidence(), matched_at)
 
     @classmethod
-    def ambiguous(cls, candidates: tuple[str, ...], method: str, evidence: Evidence,
-                  matched_at: datetime | None = None) -> "MatchResult":
+    def ambiguous(
+        cls, candidates: tuple[str, ...], method: str, evidence: Evidence, matched_at: datetime | None = None
+    ) -> MatchResult:
         return cls(Status.AMBIGUOUS, None, method, Confidence.NONE, candidates, evidence, matched_at)

@@ -45,8 +45,7 @@ class FileFacts(Protocol):
     def sha1(self, path: str) -> str | None: ...
 
 
-def compare_dates(file_time: CaptureTime | None, asset_time: datetime | None,
-                  policy: MatchPolicy) -> DateEvidence:
+def compare_dates(file_time: CaptureTime | None, asset_time: datetime | None, policy: MatchPolicy) -> DateEvidence:
     """Equal to the second; near when a few seconds or whole quarter hours apart (a zone slip)."""
     if file_time is None or asset_time is None or asset_time.year >= 9999:
         return DateEvidence.UNKNOWN
@@ -101,8 +100,9 @@ class _Judge:
 
     def date(self, f: LibraryFile) -> DateEvidence:
         if f.path not in self._dates:
-            self._dates[f.path] = compare_dates(self.facts.capture_time(f.path), self.asset.local_date_time,
-                                                self.policy)
+            self._dates[f.path] = compare_dates(
+                self.facts.capture_time(f.path), self.asset.local_date_time, self.policy
+            )
         return self._dates[f.path]
 
     def checksum(self, f: LibraryFile) -> Check:
@@ -111,18 +111,31 @@ class _Judge:
                 self._sums[f.path] = Check.UNKNOWN
             else:
                 digest = self.facts.sha1(f.path)
-                self._sums[f.path] = (Check.UNKNOWN if digest is None
-                                      else Check.EQUAL if digest == self.asset.checksum else Check.DIFFERENT)
+                self._sums[f.path] = (
+                    Check.UNKNOWN
+                    if digest is None
+                    else Check.EQUAL
+                    if digest == self.asset.checksum
+                    else Check.DIFFERENT
+                )
         return self._sums[f.path]
 
     def evidence(self, f: LibraryFile, *, name: bool = True, path: bool = False) -> Evidence:
-        return Evidence(name=name, path=path, date=self._dates.get(f.path, DateEvidence.UNKNOWN),
-                        size=compare_sizes(f, self.asset), checksum=self._sums.get(f.path, Check.UNKNOWN))
+        return Evidence(
+            name=name,
+            path=path,
+            date=self._dates.get(f.path, DateEvidence.UNKNOWN),
+            size=compare_sizes(f, self.asset),
+            checksum=self._sums.get(f.path, Check.UNKNOWN),
+        )
 
     def rank(self, f: LibraryFile) -> tuple:
-        return (_CHECK_RANK[self._sums.get(f.path, Check.UNKNOWN)],
-                _DATE_RANK[self._dates.get(f.path, DateEvidence.UNKNOWN)],
-                _CHECK_RANK[compare_sizes(f, self.asset)], f.path)
+        return (
+            _CHECK_RANK[self._sums.get(f.path, Check.UNKNOWN)],
+            _DATE_RANK[self._dates.get(f.path, DateEvidence.UNKNOWN)],
+            _CHECK_RANK[compare_sizes(f, self.asset)],
+            f.path,
+        )
 
 
 def path_tail_hit(asset: Asset, candidates: Sequence[LibraryFile], policy: MatchPolicy) -> LibraryFile | None:
@@ -134,13 +147,18 @@ def path_tail_hit(asset: Asset, candidates: Sequence[LibraryFile], policy: Match
     best_len = policy.min_path_components - 1
     for f in candidates:
         parts = normalise_name(f.relative).split("/")
-        if len(parts) > best_len and len(parts) <= len(original) and original[-len(parts):] == parts:
+        if len(parts) > best_len and len(parts) <= len(original) and original[-len(parts) :] == parts:
             best, best_len = f, len(parts)
     return best
 
 
-def match_asset(asset: Asset, library: LibraryIndex, facts: FileFacts,
-                policy: MatchPolicy = MatchPolicy(), now: datetime | None = None) -> MatchResult:
+def match_asset(
+    asset: Asset,
+    library: LibraryIndex,
+    facts: FileFacts,
+    policy: MatchPolicy = MatchPolicy(),
+    now: datetime | None = None,
+) -> MatchResult:
     """Decide which file under TARGET is this asset. Never depends on the order files were listed in."""
     judge = _Judge(asset, facts, policy)
     candidates = library.named(asset.file_name) if asset.file_name else ()
@@ -148,8 +166,9 @@ def match_asset(asset: Asset, library: LibraryIndex, facts: FileFacts,
     if asset.is_external:
         hit = path_tail_hit(asset, candidates, policy)
         if hit is not None:
-            return MatchResult.found(hit.path, "path", Confidence.EXACT,
-                                     judge.evidence(hit, path=True), matched_at=now, file_size=hit.size)
+            return MatchResult.found(
+                hit.path, "path", Confidence.EXACT, judge.evidence(hit, path=True), matched_at=now, file_size=hit.size
+            )
 
     if not candidates:
         return _renamed_copy(asset, library, judge, now)
@@ -160,8 +179,9 @@ def match_asset(asset: Asset, library: LibraryIndex, facts: FileFacts,
         if policy.verify:
             judge.checksum(only)
         evidence = judge.evidence(only)
-        return MatchResult.found(only.path, "filename", confidence_for(evidence), evidence, matched_at=now,
-                                 file_size=only.size)
+        return MatchResult.found(
+            only.path, "filename", confidence_for(evidence), evidence, matched_at=now, file_size=only.size
+        )
 
     remaining = list(candidates)
     steps: list[str] = []
@@ -183,10 +203,10 @@ def match_asset(asset: Asset, library: LibraryIndex, facts: FileFacts,
     if len(remaining) == 1:
         chosen = remaining[0]
         evidence = judge.evidence(chosen)
-        return MatchResult.found(chosen.path, method, confidence_for(evidence), evidence, matched_at=now,
-                                 file_size=chosen.size)
-    return MatchResult.ambiguous(tuple(f.path for f in remaining), method, judge.evidence(remaining[0]),
-                                 matched_at=now)
+        return MatchResult.found(
+            chosen.path, method, confidence_for(evidence), evidence, matched_at=now, file_size=chosen.size
+        )
+    return MatchResult.ambiguous(tuple(f.path for f in remaining), method, judge.evidence(remaining[0]), matched_at=now)
 
 
 def _renamed_copy(asset: Asset, library: LibraryIndex, judge: _Judge, now: datetime | None) -> MatchResult:
@@ -196,11 +216,13 @@ def _renamed_copy(asset: Asset, library: LibraryIndex, judge: _Judge, now: datet
     same = [f for f in library.sized(asset.file_size) if judge.checksum(f) is Check.EQUAL]
     if len(same) == 1:
         evidence = judge.evidence(same[0], name=False)
-        return MatchResult.found(same[0].path, "checksum", Confidence.EXACT, evidence, matched_at=now,
-                                 file_size=same[0].size)
+        return MatchResult.found(
+            same[0].path, "checksum", Confidence.EXACT, evidence, matched_at=now, file_size=same[0].size
+        )
     if same:
-        return MatchResult.ambiguous(tuple(f.path for f in same), "checksum",
-                                     judge.evidence(same[0], name=False), matched_at=now)
+        return MatchResult.ambiguous(
+            tuple(f.path for f in same), "checksum", judge.evidence(same[0], name=False), matched_at=now
+        )
     return MatchResult.not_found("filename+checksum", matched_at=now)
 
 

@@ -5,7 +5,7 @@ Servers write `Z` or `+00:00` with 0 to 6 fraction digits (FACTS.md); compare in
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 
 
@@ -18,7 +18,7 @@ def parse_instant(value: object) -> datetime | None:
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed
 
 
@@ -35,6 +35,6 @@ def parse_wall_clock(value: object) -> datetime | None:
 @lru_cache(maxsize=64)  # a run writes the same moment twice an asset (cachedAt, matchedAt)
 def format_instant(moment: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and `Z`, the way Immich writes it."""
-    if moment.tzinfo is not timezone.utc:
-        moment = moment.astimezone(timezone.utc)
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
     return moment.isoformat(timespec="milliseconds")[:-6] + "Z"

@@ -47,7 +47,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from docopt import DocoptExit, docopt
 
@@ -76,9 +76,11 @@ def parse_iso_datetime(option: str, text: str) -> datetime:
         except ValueError:
             moment = None
         if moment is not None:
-            return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-    raise BadInput(f"{option} needs a full ISO 8601 date-time such as 2025-06-30T00:00:00Z or "
-                   f"2025-06-30T02:00:00+02:00 (got {text!r})")
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    raise BadInput(
+        f"{option} needs a full ISO 8601 date-time such as 2025-06-30T00:00:00Z or "
+        f"2025-06-30T02:00:00+02:00 (got {text!r})"
+    )
 
 
 class _SecondFormatter(logging.Formatter):
@@ -88,7 +90,7 @@ class _SecondFormatter(logging.Formatter):
     _second, _text = -1, ""
     _milli, _stamp = -1, ""
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return self.stamp(record.created)
 
     def stamp(self, created: float) -> str:
@@ -125,7 +127,7 @@ class _BufferedFileHandler(logging.FileHandler):
             self.stream.write(self.format(record) + self.terminator)
             if record.levelno >= logging.WARNING:
                 self.stream.flush()
-        except Exception:  # noqa: BLE001 - logging must not stop the run
+        except Exception:
             self.handleError(record)
 
 
@@ -174,8 +176,11 @@ def summary_text(result: ExtractResult, cache_path: str) -> str:
     ]
     if result.claimed_twice:
         lines.append(f"  warning:    {len(result.claimed_twice)} files are matched by more than one asset")
-    lines.append(f"  saved to   {cache_path}" if result.saved else
-                 f"  unchanged: {cache_path} (nothing changed: the file is left as it was)")
+    lines.append(
+        f"  saved to   {cache_path}"
+        if result.saved
+        else f"  unchanged: {cache_path} (nothing changed: the file is left as it was)"
+    )
     return "\n".join(lines)
 
 
@@ -195,8 +200,9 @@ def main(argv: list[str] | None = None, *, exit_when_done: bool = False) -> int:
     try:
         target = args["TARGET"] or args["--target"]
         if not os.path.isdir(target):
-            raise BadInput(f"TARGET {target} is not a folder" if os.path.exists(target)
-                           else f"TARGET {target} does not exist")
+            raise BadInput(
+                f"TARGET {target} is not a folder" if os.path.exists(target) else f"TARGET {target} does not exist"
+            )
         target = os.path.abspath(target)
         after = parse_iso_datetime("--after", args["--after"]) if args["--after"] else None
         before = parse_iso_datetime("--before", args["--before"]) if args["--before"] else None
@@ -204,8 +210,9 @@ def main(argv: list[str] | None = None, *, exit_when_done: bool = False) -> int:
             raise BadInput(f"--after ({args['--after']}) is later than --before ({args['--before']})")
         album = args["--album"]
         if album is not None and not is_uuid(album):
-            raise BadInput(f"--album {album!r} is not an album id (a UUID such as "
-                           "0d6d4b2b-e00f-4148-9cea-c34b8c1011e1)")
+            raise BadInput(
+                f"--album {album!r} is not an album id (a UUID such as 0d6d4b2b-e00f-4148-9cea-c34b8c1011e1)"
+            )
         given_cache = args["--cache"]
         if given_cache in (None, "./log/cache_<TARGET folder name>.json"):
             cache_path = default_cache_path(target)
@@ -216,20 +223,32 @@ def main(argv: list[str] | None = None, *, exit_when_done: bool = False) -> int:
         log_path, audit = setup_logging(verbose, quiet, os.path.join(os.getcwd(), "log"))
         log.info("immich-cache %s: target %s, cache %s", __version__, target, cache_path)
         connection = ImmichConnection(config, include_partners=bool(args["--partners"]))
-        request = ExtractRequest(target=target, clear=bool(args["--clear"]), updated_after=after,
-                                 updated_before=before, album_id=album, verify=bool(args["--verify"]))
+        request = ExtractRequest(
+            target=target,
+            clear=bool(args["--clear"]),
+            updated_after=after,
+            updated_before=before,
+            album_id=album,
+            verify=bool(args["--verify"]),
+        )
         # The run holds 100,000s of small dicts for its whole life and makes almost no cycles: the
         # cyclic collector would only rescan them again and again (a third of a run's time).
         gc.disable()
         try:
             with LocalLibrary(readers=default_readers()) as library:
-                result = run_extract(request, connection, JsonCacheRepository(cache_path), library,
-                                     now=lambda: datetime.now(timezone.utc),
-                                     progress=for_stream(sys.stderr, quiet), audit=audit)
+                result = run_extract(
+                    request,
+                    connection,
+                    JsonCacheRepository(cache_path),
+                    library,
+                    now=lambda: datetime.now(UTC),
+                    progress=for_stream(sys.stderr, quiet),
+                    audit=audit,
+                )
         finally:
             connection.close()
             if not exit_when_done:  # re-enabled, the collector would first walk the whole cache
-                gc.enable()         # (0.2 s at 100,000 assets) of a process that is about to end
+                gc.enable()  # (0.2 s at 100,000 assets) of a process that is about to end
         text = summary_text(result, cache_path)
         log.log(AUDIT, "summary: %s", result.summary())
         if not quiet:
@@ -246,19 +265,27 @@ def main(argv: list[str] | None = None, *, exit_when_done: bool = False) -> int:
     except OSError as exc:  # a disk full, a folder not writable: say which file
         if verbose:
             traceback.print_exc()
-        print(f"{PROG}: error: {exc.strerror or exc}: {exc.filename or ''} "
-              f"({cache_path or 'the cache'} is unchanged)", file=sys.stderr)
+        print(
+            f"{PROG}: error: {exc.strerror or exc}: {exc.filename or ''} ({cache_path or 'the cache'} is unchanged)",
+            file=sys.stderr,
+        )
         return 1
-    except Exception as exc:  # noqa: BLE001 - a bug: still one line, the traceback with --verbose
+    except Exception as exc:
         if verbose:
             traceback.print_exc()
-        print(f"{PROG}: internal error: {type(exc).__name__}: {exc} (run with --verbose for the "
-              f"traceback; {cache_path or 'the cache'} is unchanged)", file=sys.stderr)
+        print(
+            f"{PROG}: internal error: {type(exc).__name__}: {exc} (run with --verbose for the "
+            f"traceback; {cache_path or 'the cache'} is unchanged)",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         where = f"{cache_path} is unchanged" if cache_path else "nothing was changed"
-        print(f"\n{PROG}: interrupted; {where} (work done so far is kept in a checkpoint and the next "
-              "run continues from it)", file=sys.stderr)
+        print(
+            f"\n{PROG}: interrupted; {where} (work done so far is kept in a checkpoint and the next "
+            "run continues from it)",
+            file=sys.stderr,
+        )
         return 130
     finally:
         close_logging()

@@ -89,9 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     except ImmichSyncError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    out = [{"id": node.id, **{k: v for k, v in encode_node(node).items() if k != "keys"},
+    out = [
+        {
+            "id": node.id,
+            **{k: v for k, v in encode_node(node).items() if k != "keys"},
             "albumNames": [cache.albums.get(a, a) for a in node.albums],
-            "tagValues": [cache.tags.get(t, t) for t in node.tags]} for node in nodes]
+            "tagValues": [cache.tags.get(t, t) for t in node.tags],
+        }
+        for node in nodes
+    ]
     sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0 if nodes else 3
 

@@ -16,8 +16,14 @@ class BarProgress:
         from tqdm import tqdm
 
         self.close()
-        self._bar = tqdm(total=total, desc=name, unit=" assets" if "fetch" in name else " files",
-                         file=self._stream, dynamic_ncols=True, leave=False)
+        self._bar = tqdm(
+            total=total,
+            desc=name,
+            unit=" assets" if "fetch" in name else " files",
+            file=self._stream,
+            dynamic_ncols=True,
+            leave=False,
+        )
 
     def advance(self, n: int = 1) -> None:
         if self._bar is not None:

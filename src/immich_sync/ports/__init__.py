@@ -40,19 +40,19 @@ class Groups:
 class ImmichSource(Protocol):
     def check(self) -> ServerInfo: ...
 
-    def iter_assets(self, updated_after: datetime | None = None,
-                    updated_before: datetime | None = None,
-                    album_id: str | None = None) -> Iterator[dict[str, Any]]: ...
+    def iter_assets(
+        self, updated_after: datetime | None = None, updated_before: datetime | None = None, album_id: str | None = None
+    ) -> Iterator[dict[str, Any]]: ...
 
-    def iter_versions(self, updated_after: datetime | None = None,
-                      updated_before: datetime | None = None,
-                      album_id: str | None = None) -> Iterator[tuple[str, str | None, str]]:
+    def iter_versions(
+        self, updated_after: datetime | None = None, updated_before: datetime | None = None, album_id: str | None = None
+    ) -> Iterator[tuple[str, str | None, str]]:
         """(id, updatedAt, originalFileName) of the assets `iter_assets` lists, read more cheaply;
         it may hold a few more (assets whose metadata the server never extracted)."""
 
-    def count_assets(self, updated_after: datetime | None = None,
-                     updated_before: datetime | None = None,
-                     album_id: str | None = None) -> int | None: ...
+    def count_assets(
+        self, updated_after: datetime | None = None, updated_before: datetime | None = None, album_id: str | None = None
+    ) -> int | None: ...
 
     def albums(self) -> Groups: ...
 

@@ -95,27 +95,46 @@ class ExtractResult:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "fetched": self.fetched, "added": self.added, "updated": self.updated,
-            "unchanged": self.unchanged, "matched": self.matched, "rematched": self.rematched,
-            "byStatus": dict(sorted(self.by_status.items())), "byMethod": dict(sorted(self.by_method.items())),
-            "byConfidence": dict(sorted(self.by_confidence.items())), "goneFromServer": self.gone,
-            "albums": self.albums, "tags": self.tags, "filesScanned": self.files_scanned,
-            "claimedTwice": len(self.claimed_twice), "resumed": self.resumed,
+            "fetched": self.fetched,
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "matched": self.matched,
+            "rematched": self.rematched,
+            "byStatus": dict(sorted(self.by_status.items())),
+            "byMethod": dict(sorted(self.by_method.items())),
+            "byConfidence": dict(sorted(self.by_confidence.items())),
+            "goneFromServer": self.gone,
+            "albums": self.albums,
+            "tags": self.tags,
+            "filesScanned": self.files_scanned,
+            "claimedTwice": len(self.claimed_twice),
+            "resumed": self.resumed,
             "durationSeconds": round(self.duration, 3),
         }
 
 
-def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheRepository,
-                library: LibraryReader, *, now: Callable[[], datetime],
-                progress: Progress | None = None, audit: Callable[[str], None] = log_audit) -> ExtractResult:
+def run_extract(
+    request: ExtractRequest,
+    source: ImmichSource,
+    repo: CacheRepository,
+    library: LibraryReader,
+    *,
+    now: Callable[[], datetime],
+    progress: Progress | None = None,
+    audit: Callable[[str], None] = log_audit,
+) -> ExtractResult:
     """`audit` receives each asset's AUDIT line (by default the `immich_sync.audit` logger; the
     command line writes them straight into its log file, at a tenth of a LogRecord's cost)."""
     progress = progress or NoProgress()
     started = time.monotonic()
     result = ExtractResult()
     with repo.lock():
-        filters = dict(updated_after=request.updated_after, updated_before=request.updated_before,
-                       album_id=request.album_id)
+        filters = {
+            "updated_after": request.updated_after,
+            "updated_before": request.updated_before,
+            "album_id": request.album_id,
+        }
         # Three things start at once, as none needs another: the folder walk, the listing of the
         # server's assets (a thread a few pages ahead) with the album and tag passes, and the cache
         # load here. The server then works while the cache loads and the folder is walked.
@@ -140,8 +159,9 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
             elif request.clear:
                 cache.clear()
             if cache.target and cache.target != request.target:
-                log.warning("the cache was made for %s, not %s: every asset is matched again",
-                            cache.target, request.target)
+                log.warning(
+                    "the cache was made for %s, not %s: every asset is matched again", cache.target, request.target
+                )
                 for node in cache:
                     cache.clear_match(node.id)
             cache.target = request.target
@@ -168,16 +188,17 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
                 repo.pack(node)  # settled: held compactly from here on
                 since_checkpoint += 1
                 if (request.checkpoint_every and since_checkpoint >= request.checkpoint_every) or (
-                        time.monotonic() - last_checkpoint > request.checkpoint_seconds and since_checkpoint):
+                    time.monotonic() - last_checkpoint > request.checkpoint_seconds and since_checkpoint
+                ):
                     repo.save_checkpoint(cache)
                     last_checkpoint, since_checkpoint = time.monotonic(), 0
 
-            announce = lambda batch: library.prefetch(_dates_wanted(batch, cache, index))  # noqa: E731
+            announce = lambda batch: library.prefetch(_dates_wanted(batch, cache, index))
             whole = listings[0]
             if rerun:
                 wanted: dict[str, str | None] = {}  # new or changed: id -> updatedAt
                 held_batches = (_held(batch, cache) for batch in listings[0].batches())
-                announce_held = lambda batch: library.prefetch(_dates_wanted_held(batch, index))  # noqa: E731
+                announce_held = lambda batch: library.prefetch(_dates_wanted_held(batch, index))
                 for asset_id, updated, name, node in _announced_ahead(held_batches, announce_held):
                     seen.add(asset_id)
                     if node is not None:
@@ -191,8 +212,11 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
                         continue  # held already (listed since it changed), or not listed then
                     settle(_process(raw, cache, index, library, policy, now(), result, seen, audit))
                 if rerun and wanted:
-                    log.info("%d assets listed without their metadata (never extracted, or changed meanwhile) "
-                             "are left as cached", len(wanted))
+                    log.info(
+                        "%d assets listed without their metadata (never extracted, or changed meanwhile) "
+                        "are left as cached",
+                        len(wanted),
+                    )
             log.info("fetched and matched %d assets", result.fetched)
             albums, tags = albums_future.result(), tags_future.result()
             log.info("album and tag membership fetched")
@@ -220,9 +244,17 @@ def run_extract(request: ExtractRequest, source: ImmichSource, repo: CacheReposi
             # every cron run: the file stays as it was, and the run's summary is in its log.
             log.info("nothing changed: the cache file is left as it was")
         else:
-            cache.add_run({"at": format_instant(now()), "full": request.is_full, "clear": request.clear,
-                           "after": _opt(request.updated_after), "before": _opt(request.updated_before),
-                           "album": request.album_id, **result.summary()})
+            cache.add_run(
+                {
+                    "at": format_instant(now()),
+                    "full": request.is_full,
+                    "clear": request.clear,
+                    "after": _opt(request.updated_after),
+                    "before": _opt(request.updated_before),
+                    "album": request.album_id,
+                    **result.summary(),
+                }
+            )
             repo.save(cache)
             result.saved = True
             log.info("cache saved")
@@ -240,8 +272,7 @@ def _file_state(cache: ImmichCache) -> tuple[Any, ...]:
 def _left_as_loaded(cache: ImmichCache, as_loaded: tuple[Any, ...], result: ExtractResult) -> bool:
     """Nothing to write: every node as the file holds it and the rest of the file the same. A
     resumed run's cache came from its checkpoint, and an empty cache may have no file yet."""
-    return (not result.resumed and len(cache) > 0 and _file_state(cache) == as_loaded
-            and cache.all_as_stored())
+    return not result.resumed and len(cache) > 0 and _file_state(cache) == as_loaded and cache.all_as_stored()
 
 
 _NOT_WANTED = object()
@@ -249,16 +280,25 @@ _NOT_WANTED = object()
 _Version = tuple[str, str | None, str, CacheNode | None]  # id, updatedAt, name, the node holding it
 
 
-def _fetch_changed(wanted: dict[str, str | None], request: ExtractRequest, source: ImmichSource,
-                   filters: dict[str, Any], ahead: tuple[int, int], listings: list["_ListingAhead"]) -> "_ListingAhead":
+def _fetch_changed(
+    wanted: dict[str, str | None],
+    request: ExtractRequest,
+    source: ImmichSource,
+    filters: dict[str, Any],
+    ahead: tuple[int, int],
+    listings: list[_ListingAhead],
+) -> _ListingAhead:
     """The listing, with EXIF, of the assets updated since the oldest of those wanted (all of them
     when one has no readable date): on a re-run, the few recent changes."""
     dates = [parse_instant(updated) for updated in wanted.values()]
     since = None if None in dates else min(dates)  # type: ignore[type-var]
     if request.updated_after is not None:
         since = request.updated_after if since is None else max(since, request.updated_after)
-    log.info("%d assets new or changed: fetching them whole (updated since %s)", len(wanted),
-             "ever" if since is None else format_instant(since))
+    log.info(
+        "%d assets new or changed: fetching them whole (updated since %s)",
+        len(wanted),
+        "ever" if since is None else format_instant(since),
+    )
     listing = _ListingAhead(lambda: source.iter_assets(**{**filters, "updated_after": since}), *ahead)
     listings.append(listing)
     return listing
@@ -270,7 +310,7 @@ def _in_background(function: Callable[..., Any], *args: Any) -> Future:
     def work() -> None:
         try:
             future.set_result(function(*args))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+        except BaseException as exc:
             future.set_exception(exc)
 
     threading.Thread(target=work, daemon=True, name="scan").start()
@@ -296,7 +336,7 @@ class _ListingAhead:
                 if not self._put(batch):
                     return
             self._put(self._END)
-        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+        except BaseException as exc:
             self._put(exc)
 
     def _put(self, item: object) -> bool:
@@ -318,8 +358,9 @@ class _ListingAhead:
         self._stopped.set()
 
 
-def _announced_ahead(batches: Iterator[list[dict[str, Any]]],
-                     announce: Callable[[list[dict[str, Any]]], None]) -> Iterator[dict[str, Any]]:
+def _announced_ahead(
+    batches: Iterator[list[dict[str, Any]]], announce: Callable[[list[dict[str, Any]]], None]
+) -> Iterator[dict[str, Any]]:
     """Yield the batches' assets in order; each batch is announced before the one before it is
     yielded, so that the reader processes read its file dates while that one is matched."""
     batch = next(batches, None)
@@ -349,8 +390,10 @@ def _held(batch: list[tuple[str, str | None, str]], cache: ImmichCache) -> list[
     """A re-run's listed versions, each with the node that holds it in that version (None when
     it is new or changed): the update rule is asked once per asset."""
     node_of, is_current = cache.get, cache.is_current
-    return [(asset_id, updated, name, node_of(asset_id) if is_current(asset_id, updated) else None)
-            for asset_id, updated, name in batch]
+    return [
+        (asset_id, updated, name, node_of(asset_id) if is_current(asset_id, updated) else None)
+        for asset_id, updated, name in batch
+    ]
 
 
 def _dates_wanted_held(batch: list[_Version], index) -> list[str]:
@@ -363,8 +406,17 @@ def _dates_wanted_held(batch: list[_Version], index) -> list[str]:
     return paths
 
 
-def _process(raw: dict[str, Any], cache: ImmichCache, index, library: LibraryReader, policy: MatchPolicy,
-             moment: datetime, result: ExtractResult, seen: set[str], audit: Callable[[str], None]) -> CacheNode:
+def _process(
+    raw: dict[str, Any],
+    cache: ImmichCache,
+    index,
+    library: LibraryReader,
+    policy: MatchPolicy,
+    moment: datetime,
+    result: ExtractResult,
+    seen: set[str],
+    audit: Callable[[str], None],
+) -> CacheNode:
     """One asset: the update rule, then the matcher when the rules say so, then its AUDIT line."""
     result.fetched += 1
     outcome = cache.upsert(raw, moment)
@@ -372,21 +424,39 @@ def _process(raw: dict[str, Any], cache: ImmichCache, index, library: LibraryRea
     seen.add(asset_id)
     node = cache.get(asset_id)
     assert node is not None
-    return _match(node, outcome, raw.get("originalFileName") or "", cache, index, library, policy,
-                  lambda: moment, result, audit)
+    return _match(
+        node, outcome, raw.get("originalFileName") or "", cache, index, library, policy, lambda: moment, result, audit
+    )
 
 
-def _process_held(node: CacheNode, file_name: str, cache: ImmichCache, index, library: LibraryReader,
-                  policy: MatchPolicy, now: Callable[[], datetime], result: ExtractResult,
-                  audit: Callable[[str], None]) -> CacheNode:
+def _process_held(
+    node: CacheNode,
+    file_name: str,
+    cache: ImmichCache,
+    index,
+    library: LibraryReader,
+    policy: MatchPolicy,
+    now: Callable[[], datetime],
+    result: ExtractResult,
+    audit: Callable[[str], None],
+) -> CacheNode:
     """An asset the cache holds in the version the server lists: only its match may need redoing."""
     result.fetched += 1
     return _match(node, Upsert.UNCHANGED, file_name, cache, index, library, policy, now, result, audit)
 
 
-def _match(node: CacheNode, outcome: Upsert, file_name: str, cache: ImmichCache, index, library: LibraryReader,
-           policy: MatchPolicy, now: Callable[[], datetime], result: ExtractResult,
-           audit: Callable[[str], None]) -> CacheNode:
+def _match(
+    node: CacheNode,
+    outcome: Upsert,
+    file_name: str,
+    cache: ImmichCache,
+    index,
+    library: LibraryReader,
+    policy: MatchPolicy,
+    now: Callable[[], datetime],
+    result: ExtractResult,
+    audit: Callable[[str], None],
+) -> CacheNode:
     """The re-match rule, the matcher when it says so (`now` is asked then only), the counts and
     the AUDIT line."""
     asset_id = node.id

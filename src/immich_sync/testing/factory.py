@@ -6,7 +6,7 @@ import base64
 import hashlib
 import os
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import piexif
@@ -19,11 +19,13 @@ TINY_JPEG = bytes.fromhex(
     "04040000017d01020300041105122131410613516107227114328191a1082342b1c11552d1f02433627282090a16171819"
     "1a25262728292a3435363738393a434445464748494a535455565758595a636465666768696a737475767778797a838485"
     "868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9"
-    "dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9faffda0008010100003f00d2cf20ffd9")
+    "dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9faffda0008010100003f00d2cf20ffd9"
+)
 
 
-def jpeg_bytes(taken: datetime | None, *, offset: str | None = None, padding: int = 0,
-               subsec: str | None = None) -> bytes:
+def jpeg_bytes(
+    taken: datetime | None, *, offset: str | None = None, padding: int = 0, subsec: str | None = None
+) -> bytes:
     """A JPEG whose EXIF DateTimeOriginal is `taken` (naive wall-clock), padded to vary its size."""
     data = TINY_JPEG
     if taken is not None:
@@ -53,18 +55,30 @@ def sha1_b64(data: bytes) -> str:
 
 
 def iso(moment: datetime) -> str:
-    utc = moment.astimezone(timezone.utc) if moment.tzinfo else moment
+    utc = moment.astimezone(UTC) if moment.tzinfo else moment
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
-def make_asset(*, owner_id: str, name: str, taken: datetime, size: int, checksum: str,
-               asset_id: str | None = None, updated_at: datetime | None = None, visibility: str = "timeline",
-               is_trashed: bool = False, library_id: str | None = None, original_path: str | None = None,
-               zone_hours: int = 2, asset_type: str = "IMAGE") -> dict[str, Any]:
+def make_asset(
+    *,
+    owner_id: str,
+    name: str,
+    taken: datetime,
+    size: int,
+    checksum: str,
+    asset_id: str | None = None,
+    updated_at: datetime | None = None,
+    visibility: str = "timeline",
+    is_trashed: bool = False,
+    library_id: str | None = None,
+    original_path: str | None = None,
+    zone_hours: int = 2,
+    asset_type: str = "IMAGE",
+) -> dict[str, Any]:
     """An AssetResponseDto shaped like v3.1's search results (about 2 KB of JSON with exifInfo)."""
     asset_id = asset_id or str(uuid.uuid4())
-    instant = (taken - timedelta(hours=zone_hours)).replace(tzinfo=timezone.utc)
-    updated_at = updated_at or datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+    instant = (taken - timedelta(hours=zone_hours)).replace(tzinfo=UTC)
+    updated_at = updated_at or datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
     path = original_path or f"/data/library/{owner_id}/{taken:%Y}/{taken:%m}/{name}"
     return {
         "id": asset_id,
@@ -86,14 +100,28 @@ def make_asset(*, owner_id: str, name: str, taken: datetime, size: int, checksum
         "visibility": visibility,
         "duration": None,
         "exifInfo": {
-            "make": "Canon", "model": "Canon EOS 40D", "exifImageWidth": 4000, "exifImageHeight": 3000,
-            "fileSizeInByte": size, "orientation": "1",
+            "make": "Canon",
+            "model": "Canon EOS 40D",
+            "exifImageWidth": 4000,
+            "exifImageHeight": 3000,
+            "fileSizeInByte": size,
+            "orientation": "1",
             "dateTimeOriginal": instant.strftime("%Y-%m-%dT%H:%M:%S.000+00:00"),
             "modifyDate": instant.strftime("%Y-%m-%dT%H:%M:%S.000+00:00"),
             "timeZone": f"UTC+{zone_hours}" if zone_hours else None,
-            "lensModel": "EF-S 17-85mm f/4-5.6 IS USM", "fNumber": 8, "focalLength": 35, "iso": 100,
-            "exposureTime": "1/250", "latitude": 43.46715, "longitude": 11.88539, "city": "Arezzo",
-            "state": "Tuscany", "country": "Italy", "description": "", "projectionType": None, "rating": None,
+            "lensModel": "EF-S 17-85mm f/4-5.6 IS USM",
+            "fNumber": 8,
+            "focalLength": 35,
+            "iso": 100,
+            "exposureTime": "1/250",
+            "latitude": 43.46715,
+            "longitude": 11.88539,
+            "city": "Arezzo",
+            "state": "Tuscany",
+            "country": "Italy",
+            "description": "",
+            "projectionType": None,
+            "rating": None,
         },
         "livePhotoVideoId": None,
         "people": [],

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,22 @@ Version = tuple[int, int, int]
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
 CURSOR_KEYS = {"filter", "orderBy", "cursor"}
-FLAT_FILTERS = {"albumIds", "tagIds", "visibility", "updatedAfter", "updatedBefore", "withArchived",
-                "withDeleted", "page", "order", "isFavorite", "type", "libraryId", "takenAfter", "takenBefore"}
+FLAT_FILTERS = {
+    "albumIds",
+    "tagIds",
+    "visibility",
+    "updatedAfter",
+    "updatedBefore",
+    "withArchived",
+    "withDeleted",
+    "page",
+    "order",
+    "isFavorite",
+    "type",
+    "libraryId",
+    "takenAfter",
+    "takenBefore",
+}
 
 
 @define
@@ -70,21 +84,28 @@ class FakeTag:
 class _QuietServer(ThreadingHTTPServer):
     """A client that went away (a killed or interrupted run) is not the server's error to print."""
 
-    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+    def handle_error(self, request, client_address) -> None:
         if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
             super().handle_error(request, client_address)
 
 
 def _instant(value: str) -> datetime:
     moment = datetime.fromisoformat(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class FakeImmich:
-    def __init__(self, version: Version = (3, 1, 0), *, api_key: str = "fake-api-key-0123456789",
-                 user_id: str | None = None, permissions: set[str] | None = None,
-                 albumids_page_loop: bool = False, cursor_includes_trash: bool = False,
-                 latency: float = 0.0) -> None:
+    def __init__(
+        self,
+        version: Version = (3, 1, 0),
+        *,
+        api_key: str = "fake-api-key-0123456789",
+        user_id: str | None = None,
+        permissions: set[str] | None = None,
+        albumids_page_loop: bool = False,
+        cursor_includes_trash: bool = False,
+        latency: float = 0.0,
+    ) -> None:
         self.version = version
         self.api_key = api_key
         self.user_id = user_id or str(uuid.uuid4())
@@ -114,8 +135,9 @@ class FakeImmich:
         self.changed()
         return raw
 
-    def add_album(self, name: str, asset_ids: Iterable[str] = (), *, album_id: str | None = None,
-                  owner_id: str | None = None) -> FakeAlbum:
+    def add_album(
+        self, name: str, asset_ids: Iterable[str] = (), *, album_id: str | None = None, owner_id: str | None = None
+    ) -> FakeAlbum:
         album = FakeAlbum(album_id or str(uuid.uuid4()), name, owner_id or self.user_id, list(asset_ids))
         self.albums[album.id] = album
         self.changed()
@@ -125,7 +147,9 @@ class FakeImmich:
         parent = None
         if "/" in value:
             parent_value = value.rsplit("/", 1)[0]
-            parent = next((t for t in self.tags.values() if t.value == parent_value), None) or self.add_tag(parent_value)
+            parent = next((t for t in self.tags.values() if t.value == parent_value), None) or self.add_tag(
+                parent_value
+            )
         tag = FakeTag(tag_id or str(uuid.uuid4()), value, parent.id if parent else None, set(asset_ids))
         self.tags[tag.id] = tag
         self.changed()
@@ -140,7 +164,7 @@ class FakeImmich:
         self._changes += 1
 
     @classmethod
-    def from_recorded(cls, folder: str | Path, **kwargs: Any) -> "FakeImmich":
+    def from_recorded(cls, folder: str | Path, **kwargs: Any) -> FakeImmich:
         """A fake holding exactly what a recorded real server held (bodies unchanged)."""
         folder = Path(folder)
 
@@ -151,8 +175,12 @@ class FakeImmich:
         me = load("users-me.json")
         fake = cls(version, user_id=me["id"], **kwargs)  # type: ignore[arg-type]
         fake.users_me = me
-        for name in ("search-metadata_withDeleted.json", "search-metadata_visibility-timeline.json",
-                     "search-metadata_visibility-archive.json", "search-metadata_visibility-hidden.json"):
+        for name in (
+            "search-metadata_withDeleted.json",
+            "search-metadata_visibility-timeline.json",
+            "search-metadata_visibility-archive.json",
+            "search-metadata_visibility-hidden.json",
+        ):
             for raw in load(name)["assets"]["items"]:
                 fake.assets.setdefault(raw["id"], raw)
         for raw in fake.assets.values():
@@ -160,8 +188,9 @@ class FakeImmich:
                 fake.partner_in_timeline.add(raw["ownerId"])
         index = load("_index.json")
         for album in load("albums.json"):
-            fake.albums[album["id"]] = FakeAlbum(album["id"], album["albumName"],
-                                                 album.get("ownerId") or me["id"], [], raw=album)
+            fake.albums[album["id"]] = FakeAlbum(
+                album["id"], album["albumName"], album.get("ownerId") or me["id"], [], raw=album
+            )
         for entry in index:
             body = entry.get("body") or {}
             if entry["status"] == 200 and body.get("albumIds") and entry["method"] == "POST":
@@ -190,7 +219,7 @@ class FakeImmich:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "FakeImmich":
+    def start(self) -> FakeImmich:
         handler = type("Handler", (_Handler,), {"fake": self})
         self._server = _QuietServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
@@ -204,7 +233,7 @@ class FakeImmich:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "FakeImmich":
+    def __enter__(self) -> FakeImmich:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -225,13 +254,13 @@ class FakeImmich:
     def error(self, status: int, message: Any, error: str = "Bad Request") -> tuple[int, Any]:
         if self.version >= (3, 0, 0):
             return status, {"message": message}
-        return status, {"message": message, "error": error, "statusCode": status,
-                        "correlationId": uuid.uuid4().hex[:8]}
+        return status, {"message": message, "error": error, "statusCode": status, "correlationId": uuid.uuid4().hex[:8]}
 
     def visible(self, raw: dict[str, Any], body: dict[str, Any]) -> bool:
         """The owner rule: our own assets, and partners' timeline assets (not with albumIds)."""
         return raw["ownerId"] == self.user_id or (
-            raw["ownerId"] in self.partner_in_timeline and raw.get("visibility", "timeline") == "timeline")
+            raw["ownerId"] in self.partner_in_timeline and raw.get("visibility", "timeline") == "timeline"
+        )
 
     def _visibility_ok(self, raw: dict[str, Any], body: dict[str, Any]) -> bool:
         vis = raw.get("visibility") or ("archive" if raw.get("isArchived") else "timeline")
@@ -249,29 +278,36 @@ class FakeImmich:
             return self.error(400, ["body must be an object"])
         size = body.get("size", 250)
         if not isinstance(size, int) or not 1 <= size <= 1000:
-            return self.error(400, "size must not be greater than 1000" if isinstance(size, int) and size > 1000
-                              else "size must be a number from 1 to 1000")
+            return self.error(
+                400,
+                "size must not be greater than 1000"
+                if isinstance(size, int) and size > 1000
+                else "size must be a number from 1 to 1000",
+            )
         cursor_mode = self.version >= (3, 2, 0) and bool(CURSOR_KEYS & body.keys())
         if cursor_mode and FLAT_FILTERS & body.keys():
             return self.error(400, "Cannot mix cursor search fields with legacy filters")
         if body.get("visibility") == "locked":
             return self.error(401, "Elevated permission is required", "Unauthorized")
         for key in ("updatedAfter", "updatedBefore"):
-            if key in body and (not isinstance(body[key], str) or
-                                (self.version >= (3, 0, 0) and not ISO_DATETIME.match(body[key]))):
-                return self.error(400, "Validation failed" if self.version >= (3, 0, 0) else [f"{key} must be a Date instance"])
+            if key in body and (
+                not isinstance(body[key], str) or (self.version >= (3, 0, 0) and not ISO_DATETIME.match(body[key]))
+            ):
+                return self.error(
+                    400, "Validation failed" if self.version >= (3, 0, 0) else [f"{key} must be a Date instance"]
+                )
         matches = self._matches(body, cursor_mode)
         with_exif = bool(body.get("withExif"))
         if cursor_mode:
             start = int(base64.b64decode(body["cursor"]).decode()) if body.get("cursor") else 0
-            page = matches[start:start + size]
+            page = matches[start : start + size]
             more = start + size < len(matches)
             next_page, next_cursor = None, (base64.b64encode(str(start + size).encode()).decode() if more else None)
         elif self.albumids_page_loop and body.get("albumIds"):
             page, next_page, next_cursor = matches, "2", None  # v3.1.0: size ignored, nextPage forever
         else:
             number = int(body.get("page") or 1)
-            page = matches[(number - 1) * size: number * size]
+            page = matches[(number - 1) * size : number * size]
             next_page = str(number + 1) if number * size < len(matches) else None
             next_cursor = None
         items = [self._search_item(raw, with_exif) for raw in page]
@@ -283,8 +319,9 @@ class FakeImmich:
     def _matches(self, body: dict[str, Any], cursor_mode: bool) -> list[dict[str, Any]]:
         """The sorted matches of a query, memoised per query while the data is unchanged (so that a
         benchmark pays for paging, not for re-sorting 100,000 assets on every page)."""
-        key = json.dumps({k: v for k, v in body.items() if k not in ("page", "cursor", "size", "withExif")},
-                         sort_keys=True) + str(cursor_mode)
+        key = json.dumps(
+            {k: v for k, v in body.items() if k not in ("page", "cursor", "size", "withExif")}, sort_keys=True
+        ) + str(cursor_mode)
         with self._lock:
             fingerprint = (len(self.assets), self._changes)
             if self._memo.get(key, (None,))[0] == fingerprint:
@@ -331,13 +368,14 @@ class FakeImmich:
         album_ids = (filters.get("albumIds") or {}).get("all")
         pool = self._owned_or_in_albums(pool, album_ids, body)
         trashed = filters.get("trashedAt")
-        if trashed == {"eq": None}:
-            pool = [a for a in pool if not a.get("isTrashed")]
-        elif not self.cursor_includes_trash:
+        if trashed == {"eq": None} or not self.cursor_includes_trash:
             pool = [a for a in pool if not a.get("isTrashed")]
         visibility = (filters.get("visibility") or {}).get("in")
-        pool = [a for a in pool if a.get("visibility") != "locked"
-                and (visibility is None or a.get("visibility", "timeline") in visibility)]
+        pool = [
+            a
+            for a in pool
+            if a.get("visibility") != "locked" and (visibility is None or a.get("visibility", "timeline") in visibility)
+        ]
         updated = filters.get("updatedAt") or {}
         if "gte" in updated:
             pool = [a for a in pool if _instant(a["updatedAt"]) >= _instant(updated["gte"])]
@@ -345,13 +383,13 @@ class FakeImmich:
             pool = [a for a in pool if _instant(a["updatedAt"]) <= _instant(updated["lte"])]
         return pool
 
-    def _owned_or_in_albums(self, pool: list[dict[str, Any]], album_ids: list[str] | None,
-                            body: dict[str, Any]) -> list[dict[str, Any]]:
+    def _owned_or_in_albums(
+        self, pool: list[dict[str, Any]], album_ids: list[str] | None, body: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         """With albumIds: the assets in all those albums, whoever owns them; else the owner rule."""
         if not album_ids:
             return [a for a in pool if self.visible(a, body)]
-        members = set.intersection(*(set(self.albums[a].asset_ids) if a in self.albums else set()
-                                     for a in album_ids))
+        members = set.intersection(*(set(self.albums[a].asset_ids) if a in self.albums else set() for a in album_ids))
         return [self.assets[i] for i in sorted(members) if i in self.assets]
 
     def _tag_members(self, tag_id: str) -> set[str]:
@@ -371,12 +409,24 @@ class FakeImmich:
         return 200, {"total": len(matches or [])}
 
     def album_body(self, album: FakeAlbum, with_assets: bool) -> dict[str, Any]:
-        body = dict(album.raw) if album.raw else {
-            "albumName": album.name, "description": "", "albumThumbnailAssetId": None,
-            "createdAt": "2026-11-01T00:00:00.000Z", "updatedAt": "2026-11-01T00:00:00.000Z",
-            "id": album.id, "albumUsers": [], "shared": False, "hasSharedLink": False,
-            "assetCount": len(album.asset_ids), "isActivityEnabled": True, "order": "desc",
-        }  # startDate, endDate and lastModifiedAssetTimestamp are absent for an album never filled
+        body = (
+            dict(album.raw)
+            if album.raw
+            else {
+                "albumName": album.name,
+                "description": "",
+                "albumThumbnailAssetId": None,
+                "createdAt": "2026-11-01T00:00:00.000Z",
+                "updatedAt": "2026-11-01T00:00:00.000Z",
+                "id": album.id,
+                "albumUsers": [],
+                "shared": False,
+                "hasSharedLink": False,
+                "assetCount": len(album.asset_ids),
+                "isActivityEnabled": True,
+                "order": "desc",
+            }
+        )  # startDate, endDate and lastModifiedAssetTimestamp are absent for an album never filled
         if self.version < (3, 0, 0):
             body.setdefault("ownerId", album.owner_id)
             body["assets"] = [self.assets[i] for i in album.asset_ids if i in self.assets] if with_assets else []
@@ -385,14 +435,20 @@ class FakeImmich:
     def tag_body(self, tag: FakeTag) -> dict[str, Any]:
         if tag.raw:
             return tag.raw
-        body = {"id": tag.id, "name": tag.value.rsplit("/", 1)[-1], "value": tag.value,
-                "createdAt": "2026-11-01T00:00:00.000Z", "updatedAt": "2026-11-01T00:00:00.000Z"}
+        body = {
+            "id": tag.id,
+            "name": tag.value.rsplit("/", 1)[-1],
+            "value": tag.value,
+            "createdAt": "2026-11-01T00:00:00.000Z",
+            "updatedAt": "2026-11-01T00:00:00.000Z",
+        }
         if tag.parent_id:
             body["parentId"] = tag.parent_id
         return body
 
-    def route(self, method: str, path: str, query: dict[str, list[str]], body: Any,
-              headers: dict[str, str]) -> tuple[int, Any]:
+    def route(
+        self, method: str, path: str, query: dict[str, list[str]], body: Any, headers: dict[str, str]
+    ) -> tuple[int, Any]:
         if path == "/.well-known/immich":
             return 200, {"api": {"endpoint": "/api"}}
         if path == "/api/server/ping":
@@ -410,9 +466,14 @@ class FakeImmich:
         if self.permissions is not None and needed and needed not in self.permissions:
             return self.error(403, f"Missing required permission: {needed}", "Forbidden")
         if path == "/api/users/me":
-            return 200, self.users_me or {"id": self.user_id, "email": self.user_email, "name": "Admin User",
-                                          "profileImagePath": "", "avatarColor": "gray",
-                                          "profileChangedAt": "2026-11-01T00:00:00.000Z"}
+            return 200, self.users_me or {
+                "id": self.user_id,
+                "email": self.user_email,
+                "name": "Admin User",
+                "profileImagePath": "",
+                "avatarColor": "gray",
+                "profileChangedAt": "2026-11-01T00:00:00.000Z",
+            }
         if path == "/api/search/metadata" and method == "POST":
             return self.search(body)
         if path == "/api/search/statistics" and method == "POST":
@@ -459,7 +520,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     wbufsize = 1 << 16
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _handle(self, method: str) -> None:
@@ -499,9 +560,10 @@ class _Handler(BaseHTTPRequestHandler):
                 headers["Retry-After"] = str(fault.retry_after)
         else:
             try:
-                status, payload = fake.route(method, split.path, parse_qs(split.query), body,
-                                             {k.lower(): v for k, v in self.headers.items()})
-            except Exception as exc:  # noqa: BLE001 - a bug in the fake is a 500, as on a real server
+                status, payload = fake.route(
+                    method, split.path, parse_qs(split.query), body, {k.lower(): v for k, v in self.headers.items()}
+                )
+            except Exception as exc:
                 status, payload = fake.error(500, f"fake server error: {exc!r}", "Internal Server Error")
         # Compact UTF-8, as the real server's JSON.stringify writes it (and ~5x cheaper than
         # json.dumps: the benchmark's server shares the client's machine, a real one does not)
@@ -514,8 +576,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._handle("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._handle("POST")
