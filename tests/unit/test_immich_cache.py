@@ -167,12 +167,31 @@ def test_a_file_claimed_by_two_assets_then_one_is_no_longer_claimed():
     assert cache.index.claimed_paths() == {"/lib/x.jpg": ["a", "c"]}
 
 
+class HeldNode:
+    """A StoredNode as a repository hands it to the domain: bytes, and what they decode to."""
+
+    def __init__(self, data, raw, match):
+        self.data, self._raw, self._match = data, raw, match
+
+    def asset(self):
+        return self._raw
+
+    def match(self):
+        return self._match
+
+    def match_summary(self):
+        return None if self._match is None else self._match.summary()
+
+    def found_path(self):
+        return self._match.path if self._match is not None and self._match.status is Status.FOUND else None
+
+
 def test_the_same_result_again_is_no_change():
     cache = ImmichCache()
     cache.upsert(raw("a"), T0)
     node = cache.get("a")
     cache.set_match("a", MatchResult.not_found(matched_at=T0))
-    node.keep_stored(b"{}", lambda _: raw("a"))  # as the file holds it from here on
+    node.keep_stored(HeldNode(b"{}", raw("a"), node.match))  # as the file holds it from here on
     cache.set_match("a", MatchResult.not_found(matched_at=T0 + timedelta(days=1)))
     assert node.stored is not None and node.match.matched_at == T0  # kept, first time kept
     cache.set_match("a", found("/lib/a.jpg"))

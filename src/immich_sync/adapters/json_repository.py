@@ -19,7 +19,7 @@ from filelock import FileLock, Timeout
 from .. import __version__
 from ..domain.cache import FORMAT_VERSION, CacheNode, ImmichCache
 from ..domain.index import raw_day, raw_name_key
-from ..domain.match import Confidence, Evidence, MatchResult, Status
+from ..domain.match import Confidence, Evidence, MatchResult, MatchSummary, Status
 from ..domain.timestamps import format_instant, parse_instant
 from ..errors import CacheFileError, CacheLocked
 
@@ -98,7 +98,8 @@ def write_cache(handle: BinaryIO, cache: ImmichCache, saved_at: datetime) -> Non
     handle.write(head[: -len(b"{}\n}")] + b"{\n")
     last = len(cache) - 1
     for n, node in enumerate(cache):
-        stored = node.stored if node.stored is not None else orjson.dumps(encode_node(node))
+        held = node.stored
+        stored = held.data if held is not None and held.data is not None else orjson.dumps(encode_node(node))
         handle.write(b"    " + orjson.dumps(node.id) + b": " + stored + (b",\n" if n < last else b"\n"))
     handle.write(b"  }\n}")
 
@@ -122,9 +123,10 @@ def _header(cache: ImmichCache, saved_at: datetime) -> dict[str, Any]:
 def encode_node(node: CacheNode) -> dict[str, Any]:
     """A node as the file holds it: `keys` first (the index keys, derived from the asset), the
     asset last, so that a reader parses only the few hundred bytes before it (`_node_head`)."""
+    undecoded = node.undecoded_match()
     return {
         "keys": {"name": node.name_key, "day": node.day, "updatedAt": node.updated_text},
-        "match": node.stored_match if node.stored_match is not None else encode_match(node.match),
+        "match": undecoded.match_doc if isinstance(undecoded, StoredJson) else encode_match(node.match),
         "albums": list(node.albums),
         "tags": list(node.tags),
         "cachedAt": _time(node.cached_at),
@@ -140,6 +142,41 @@ def _decode_stored(doc: Mapping[str, Any]) -> MatchResult:
         return _converter().structure(doc, MatchResult)
     except (KeyError, TypeError, ValueError, cattrs.BaseValidationError) as exc:
         raise CacheFileError(f"a match in the cache file is damaged ({type(exc).__name__}: {exc})") from None
+
+
+class StoredJson:
+    """A node as the file holds it (the domain's `StoredNode`): its bytes in the file, and its
+    match as parsed from them, checked but not decoded (`_checked_match`)."""
+
+    __slots__ = ("data", "match_doc")
+
+    def __init__(self, data: bytes | None, match_doc: dict[str, Any] | None) -> None:
+        self.data, self.match_doc = data, match_doc
+
+    def asset(self) -> dict[str, Any]:
+        if self.data is None:
+            raise ValueError("a node read whole keeps its asset itself")  # a bug, never a silent loss
+        return _asset_of(self.data)
+
+    def match(self) -> MatchResult | None:
+        return None if self.match_doc is None else _decode_stored(self.match_doc)
+
+    def match_summary(self) -> MatchSummary | None:
+        doc = self.match_doc
+        if doc is None:
+            return None
+        return MatchSummary(
+            doc["status"],
+            doc.get("path"),
+            doc.get("method", ""),
+            doc.get("confidence", "none"),
+            doc.get("fileSize"),
+            len(doc.get("candidates") or ()),
+        )
+
+    def found_path(self) -> str | None:
+        doc = self.match_doc
+        return doc.get("path") if doc is not None and doc.get("status") == "found" else None
 
 
 _STATUSES = frozenset(s.value for s in Status)
@@ -213,8 +250,7 @@ def _decode_node(asset_id: str, node: dict[str, Any], stored: bytes | None = Non
             tags=tags,
             cached_at=cached_at,
             gone_since=gone_since,
-            stored_match=match,
-            decode=_decode_stored,
+            stored=StoredJson(None, match),
         )
     keys = _checked_keys(node.get("keys"))
     if keys is None:  # written without keys (another tool): derive them from the asset
@@ -226,10 +262,7 @@ def _decode_node(asset_id: str, node: dict[str, Any], stored: bytes | None = Non
         tags=tags,
         cached_at=cached_at,
         gone_since=gone_since,
-        stored_match=match,
-        decode=_decode_stored,
-        stored=stored,
-        parse=_asset_of,
+        stored=StoredJson(stored, match),
         name_key=keys[0],
         day=keys[1],
         updated_text=keys[2],
@@ -429,8 +462,9 @@ class JsonCacheRepository:
             if self._parsed < self.keep_parsed:
                 self._parsed += 1
                 return
+            doc = encode_node(node)
             # copied to an exact-size object: orjson's own result keeps its ~16 KiB write buffer
-            node.keep_stored(bytes(memoryview(orjson.dumps(encode_node(node)))), _asset_of)
+            node.keep_stored(StoredJson(bytes(memoryview(orjson.dumps(doc))), doc["match"]))
 
     def _writer(self, cache: ImmichCache) -> Callable[[BinaryIO], None]:
         saved_at = self._now()

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from attrs import define, evolve, field
 
@@ -29,36 +29,64 @@ class Upsert(enum.StrEnum):
     UNCHANGED = "unchanged"
 
 
+class StoredNode(Protocol):
+    """A node as the cache file holds it: the repository's own type, handed to the domain when it
+    reads the file or packs a settled node. The asset and the match are read out of it on first
+    use; while nothing changes, the node is written back as `data`, unchanged."""
+
+    @property
+    def data(self) -> bytes | None:
+        """The node's bytes in the file (None when it was read from a file of another layout)."""
+
+    def asset(self) -> dict[str, Any]: ...
+
+    def match(self) -> MatchResult | None: ...
+
+    def match_summary(self) -> MatchSummary | None:
+        """What indexes and counts need, without decoding the match."""
+
+    def found_path(self) -> str | None:
+        """The matched file when the stored match is found, without decoding it."""
+
+
+class _InStored:
+    """The match is still in the stored form, not decoded yet."""
+
+
+_IN_STORED: Any = _InStored()
+
+
 @define(slots=True)
 class CacheNode:
     """One asset in the cache: the server's dict untouched, its match and its memberships.
 
-    A node read from a file may arrive as the file had it (`stored`, with the repository's
-    `parse`): the asset dict and the MatchResult are then built on first use, so loading 100,000
-    nodes builds neither, memory holds compact bytes, and a node nothing changed is written back as
-    it was read. `name_key`, `day` and `updated_text` (what indexes and the update rule need) are
-    given by the repository then, or derived from the dict.
+    A node read from a file holds it as the file had it (`stored`, the repository's
+    `StoredNode`): the asset dict and the MatchResult are built from it on first use, so
+    loading 100,000 nodes builds neither, and a node nothing changed is written back as it was
+    read. `name_key`, `day` and `updated_text` (what indexes and the update rule need) are given
+    by the repository then, or derived from the dict.
     """
 
     id: str
     _asset_raw: dict[str, Any] | None = field(default=None, alias="asset_raw")
-    _match: MatchResult | None = field(default=None, alias="match")
+    _match: MatchResult | None = field(default=_IN_STORED, alias="match")
     albums: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     cached_at: datetime | None = None
     gone_since: datetime | None = None  # set when a full run no longer saw it on the server
-    _stored_match: Mapping[str, Any] | None = field(default=None, alias="stored_match", eq=False, repr=False)
-    _decode: Callable[[Mapping[str, Any]], MatchResult] | None = field(
-        default=None, alias="decode", eq=False, repr=False
-    )
-    stored: bytes | None = field(default=None, eq=False, repr=False)
-    _parse: Callable[[bytes], dict[str, Any]] | None = field(default=None, alias="parse", eq=False, repr=False)
+    _source: StoredNode | None = field(default=None, alias="stored", eq=False, repr=False)
     name_key: str = field(default="", eq=False, repr=False)
     day: str | None = field(default=None, eq=False, repr=False)
     updated_text: str | None = field(default=None, eq=False, repr=False)
+    _intact: bool = field(default=False, init=False, eq=False, repr=False)
     _asset: Asset | None = field(default=None, init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
+        if self._source is None:
+            if self._match is _IN_STORED:
+                self._match = None
+        else:
+            self._intact = self._source.data is not None
         if self._asset_raw is not None:
             self._derive(self._asset_raw)
 
@@ -66,10 +94,15 @@ class CacheNode:
         self.name_key, self.day, self.updated_text = raw_name_key(raw), raw_day(raw), raw.get("updatedAt")
 
     @property
+    def stored(self) -> StoredNode | None:
+        """The node as the file holds it, while nothing has changed since it was read or packed."""
+        return self._source if self._intact else None
+
+    @property
     def asset_raw(self) -> dict[str, Any]:
         """The AssetResponseDto exactly as the server returned it."""
-        if self._asset_raw is None and self.stored is not None and self._parse is not None:
-            self._asset_raw = self._parse(self.stored)
+        if self._asset_raw is None and self._source is not None:
+            self._asset_raw = self._source.asset()
         if self._asset_raw is None:
             raise ValueError(f"asset {self.id} has no stored data")  # a bug, never a silent loss
         return self._asset_raw
@@ -79,19 +112,16 @@ class CacheNode:
         self._derive(raw)
         self.changed()
 
-    def keep_stored(self, stored: bytes, parse: Callable[[bytes], dict[str, Any]]) -> None:
-        """Hold this node as its encoded bytes from now on (the repository's form), dropping the
-        dicts that can be read back from them: a run over 1,000,000 assets then holds compact
-        bytes, not Python objects, and saving reuses them."""
-        self.stored, self._parse = stored, parse
+    def keep_stored(self, stored: StoredNode) -> None:
+        """Hold this node in its stored form from now on (it encodes the node as it is now),
+        dropping the dicts that can be read back from it: a run over 1,000,000 assets then
+        holds compact bytes, not Python objects, and saving reuses them."""
+        self._source, self._intact = stored, stored.data is not None
         self._asset_raw, self._asset = None, None
 
     def changed(self) -> None:
-        """Something differs from what the file holds: it must be encoded again when saved.
-        The asset dict is taken out of the stored bytes first, since they are dropped."""
-        if self.stored is not None and self._asset_raw is None and self._parse is not None:
-            self._asset_raw = self._parse(self.stored)
-        self.stored = None
+        """Something differs from what the file holds: it must be encoded again when saved."""
+        self._intact = False
 
     @property
     def asset(self) -> Asset:
@@ -102,41 +132,33 @@ class CacheNode:
 
     @property
     def match(self) -> MatchResult | None:
-        if self._stored_match is not None and self._decode is not None:
-            self._match, self._stored_match = self._decode(self._stored_match), None
+        if self._match is _IN_STORED:
+            assert self._source is not None
+            self._match = self._source.match()
         return self._match
 
     @match.setter
     def match(self, value: MatchResult | None) -> None:
-        self._match, self._stored_match = value, None
+        self._match = value
         self.changed()
 
-    @property
-    def stored_match(self) -> Mapping[str, Any] | None:
-        """The match as the file had it, while it has not been decoded or replaced."""
-        return self._stored_match
+    def undecoded_match(self) -> StoredNode | None:
+        """The stored form that still holds the match, while the match has not been decoded."""
+        return self._source if self._match is _IN_STORED else None
 
     def found_path(self) -> str | None:
         """The matched file when the status is found (the path index's key), cheaply."""
-        doc = self._stored_match
-        if doc is not None:
-            return doc.get("path") if doc.get("status") == "found" else None
         m = self._match
+        if m is _IN_STORED:
+            return self._source.found_path()  # type: ignore[union-attr]
         return m.path if m is not None and m.status is Status.FOUND else None
 
     def match_summary(self) -> MatchSummary | None:
         """What indexes and counts need, without building the MatchResult."""
-        doc = self._stored_match
-        if doc is not None:
-            return MatchSummary(
-                doc["status"],
-                doc.get("path"),
-                doc.get("method", ""),
-                doc.get("confidence", "none"),
-                doc.get("fileSize"),
-                len(doc.get("candidates") or ()),
-            )
-        return None if self._match is None else self._match.summary()
+        m = self._match
+        if m is _IN_STORED:
+            return self._source.match_summary()  # type: ignore[union-attr]
+        return None if m is None else m.summary()
 
 
 def is_newer(incoming: Mapping[str, Any], cached: Mapping[str, Any] | CacheNode) -> bool:
