@@ -278,9 +278,9 @@ def test_log_time_stamps_read_as_loggings_own():
     logging's `%(asctime)s` would, for times in the same and in following milliseconds."""
     import logging
 
-    from immich_sync.entrypoints.cache_cli import _SecondFormatter
+    from immich_sync.audit import SecondFormatter
 
-    ours, theirs = _SecondFormatter("%(asctime)s"), logging.Formatter("%(asctime)s")
+    ours, theirs = SecondFormatter("%(asctime)s"), logging.Formatter("%(asctime)s")
     start = 1_796_000_000.0
     for created in [start + k * 0.00037 for k in range(5000)] + [start + 59.9996, start + 60.0, start + 3600.5]:
         record = logging.makeLogRecord({"created": created, "msecs": int((created - int(created)) * 1000)})

@@ -44,9 +44,7 @@ import logging
 import os
 import re
 import sys
-import time
 import traceback
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from docopt import DocoptExit, docopt
@@ -57,7 +55,7 @@ from ..adapters.immich_http import ImmichConnection
 from ..adapters.immich_search import is_uuid
 from ..adapters.json_repository import JsonCacheRepository
 from ..adapters.library_scan import LocalLibrary, default_readers
-from ..audit import AUDIT, log_audit, register_level
+from ..audit import AUDIT, close_logging, setup_logging
 from ..errors import BadInput, ImmichSyncError
 from ..services.extract import ExtractRequest, ExtractResult, default_cache_path, run_extract
 from .progress import for_stream
@@ -81,83 +79,6 @@ def parse_iso_datetime(option: str, text: str) -> datetime:
         f"{option} needs a full ISO 8601 date-time such as 2025-06-30T00:00:00Z or "
         f"2025-06-30T02:00:00+02:00 (got {text!r})"
     )
-
-
-class _SecondFormatter(logging.Formatter):
-    """Formats the time once a second, and the milliseconds once a millisecond, not once a line
-    (100,000 AUDIT lines in a run, several a millisecond)."""
-
-    _second, _text = -1, ""
-    _milli, _stamp = -1, ""
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return self.stamp(record.created)
-
-    def stamp(self, created: float) -> str:
-        """`2026-11-24 17:48:01,123`, as logging's default asctime writes it."""
-        second = int(created)
-        milli = int((created - second) * 1000)  # as logging counts them
-        if second != self._second:
-            self._second, self._text = second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-            self._milli = -1
-        if milli != self._milli:
-            self._milli, self._stamp = milli, f"{self._text},{milli:03d}"
-        return self._stamp
-
-
-class _BufferedFileHandler(logging.FileHandler):
-    """One AUDIT line per asset: let the file's buffer gather them (a flush per line cost ~20 us
-    an asset) but write a warning or an error through at once. Closing writes the rest."""
-
-    def write_audit(self, line: str) -> None:
-        """An AUDIT line as `emit` would write it, without a LogRecord: building, dispatching and
-        formatting one took ~10 us, a tenth of a first run's time per asset."""
-        formatter = self.formatter
-        assert isinstance(formatter, _SecondFormatter)
-        text = f"{formatter.stamp(time.time())} AUDIT {line}\n"
-        with self.lock:
-            if self.stream is None:
-                self.stream = self._open()
-            self.stream.write(text)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.stream is None:
-            self.stream = self._open()
-        try:
-            self.stream.write(self.format(record) + self.terminator)
-            if record.levelno >= logging.WARNING:
-                self.stream.flush()
-        except Exception:
-            self.handleError(record)
-
-
-def setup_logging(verbose: bool, quiet: bool, log_dir: str) -> tuple[str, Callable[[str], None]]:
-    """AUDIT and above to a dated log file under ./log; stderr gets warnings (-v: everything).
-    Returns the file's path and the writer of AUDIT lines (the logger itself with -v, so that
-    stderr shows them too; otherwise straight into the file)."""
-    register_level()
-    os.makedirs(log_dir, exist_ok=True)
-    path = os.path.join(log_dir, f"immich-cache_{datetime.now():%Y%m%d-%H%M%S}.log")
-    root = logging.getLogger("immich_sync")
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    root.propagate = False
-    close_logging()
-    file_handler = _BufferedFileHandler(path, encoding="utf-8")
-    file_handler.setLevel(logging.INFO)
-    file_handler.setFormatter(_SecondFormatter("%(asctime)s %(levelname)s %(message)s"))
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose else logging.WARNING)
-    console.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s %(message)s"))
-    root.addHandler(file_handler)
-    root.addHandler(console)
-    return path, (log_audit if verbose else file_handler.write_audit)
-
-
-def close_logging() -> None:
-    root = logging.getLogger("immich_sync")
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
 
 
 def summary_text(result: ExtractResult, cache_path: str) -> str:
@@ -220,7 +141,7 @@ def main(argv: list[str] | None = None, *, exit_when_done: bool = False) -> int:
             cache_path = os.path.abspath(os.path.expanduser(given_cache))
         env_file = None if args["--env"] in (None, "./.env") else args["--env"]
         config = ImmichConfig.from_env(env_file)
-        log_path, audit = setup_logging(verbose, quiet, os.path.join(os.getcwd(), "log"))
+        log_path, audit = setup_logging(verbose, quiet, os.path.join(os.getcwd(), "log"), prog=PROG)
         log.info("immich-cache %s: target %s, cache %s", __version__, target, cache_path)
         connection = ImmichConnection(config, include_partners=bool(args["--partners"]))
         request = ExtractRequest(

@@ -19,6 +19,7 @@ from attrs import define, field, frozen
 
 from ..audit import audit_line, log_audit
 from ..domain.cache import CacheNode, ImmichCache, Upsert, is_newer
+from ..domain.library import LibraryIndex
 from ..domain.match import Status
 from ..domain.matcher import MatchPolicy, files_to_date, match_asset, needs_rematch
 from ..domain.timestamps import format_instant, parse_instant
@@ -44,6 +45,11 @@ class ExtractRequest:
     # `pages_ahead` batches ahead of the matching (~5 MB each), from the start of the run.
     read_ahead: int = 1000
     pages_ahead: int = 32
+
+    @property
+    def filters(self) -> dict[str, Any]:
+        """The listing's filters, as the ImmichSource port takes them."""
+        return {"updated_after": self.updated_after, "updated_before": self.updated_before, "album_id": self.album_id}
 
     @property
     def is_full(self) -> bool:
@@ -124,144 +130,279 @@ def run_extract(
     progress: Progress | None = None,
     audit: Callable[[str], None] = log_audit,
 ) -> ExtractResult:
-    """`audit` receives each asset's AUDIT line (by default the `immich_sync.audit` logger; the
-    command line writes them straight into its log file, at a tenth of a LogRecord's cost)."""
+    """The run, as its four stages: open the cache (`_open`), gather what the server and TARGET
+    hold (`_Background`, started first so that the server works while the cache loads), decide
+    each asset (`_Decide`), apply the membership and gone marks and save (`_apply`, `_save`).
+
+    `audit` receives each asset's AUDIT line (by default the `immich_sync.audit` logger; the
+    command line writes them straight into its log file)."""
     progress = progress or NoProgress()
     started = time.monotonic()
     result = ExtractResult()
     with repo.lock():
-        filters = {
-            "updated_after": request.updated_after,
-            "updated_before": request.updated_before,
-            "album_id": request.album_id,
-        }
-        # Three things start at once, as none needs another: the folder walk, the listing of the
-        # server's assets (a thread a few pages ahead) with the album and tag passes, and the cache
-        # load here. The server then works while the cache loads and the folder is walked.
-        # A re-run lists versions first (ids and updatedAt, without EXIF: half the bytes), and
-        # then fetches whole only the assets that are new or changed (see `_fetch_changed`).
         progress.stage("scanning", None)
-        scan = _in_background(library.scan, request.target)
-        rerun = not request.clear and repo.exists()
-        ahead = (max(1, request.read_ahead), request.pages_ahead)
-        listings = [_ListingAhead(lambda: (source.iter_versions if rerun else source.iter_assets)(**filters), *ahead)]
-        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="membership")
-        try:
-            albums_future = pool.submit(source.albums)
-            tags_future = pool.submit(source.tags)
-            cache = repo.load()  # a foreign, corrupt or newer file stops the run here, untouched
-            as_loaded = _file_state(cache)
-            log.info("cache loaded: %d assets", len(cache))
-            checkpoint = repo.load_checkpoint()
-            if checkpoint is not None and checkpoint.target == request.target:
-                log.info("resuming from the checkpoint of an interrupted run")
-                cache, result.resumed = checkpoint, True
-            elif request.clear:
-                cache.clear()
-            if cache.target and cache.target != request.target:
-                log.warning(
-                    "the cache was made for %s, not %s: every asset is matched again", cache.target, request.target
-                )
-                for node in cache:
-                    cache.clear_match(node.id)
-            cache.target = request.target
-
-            info = source.check()
-            result.server_version = info.version_text
-            cache.server = {"url": info.url, "version": info.version_text, "userId": info.user_id}
-
-            index = scan.result()
+        with _Background(request, source, library, rerun=not request.clear and repo.exists()) as background:
+            cache, as_loaded = _open(request, repo, source, result)
+            index = background.scan.result()
             result.files_scanned = len(index)
             progress.advance(len(index))
             log.info("scanned %s: %d candidate files", request.target, len(index))
-
+            progress.stage("fetching and matching", source.count_assets(**request.filters))
+            checkpoints = _Checkpoints(repo, cache, request, progress)
             policy = MatchPolicy(verify=request.verify)
-            seen: set[str] = set()
-            progress.stage("fetching and matching", source.count_assets(**filters))
-            last_checkpoint, since_checkpoint = time.monotonic(), 0
-
-            def settle(node: CacheNode) -> None:
-                nonlocal last_checkpoint, since_checkpoint
-                progress.advance()
-                if node.stored is not None:
-                    return  # as the file holds it: nothing to pack, and no work a checkpoint would keep
-                repo.pack(node)  # settled: held compactly from here on
-                since_checkpoint += 1
-                if (request.checkpoint_every and since_checkpoint >= request.checkpoint_every) or (
-                    time.monotonic() - last_checkpoint > request.checkpoint_seconds and since_checkpoint
-                ):
-                    repo.save_checkpoint(cache)
-                    last_checkpoint, since_checkpoint = time.monotonic(), 0
-
-            announce = lambda batch: library.prefetch(_dates_wanted(batch, cache, index))
-            whole = listings[0]
-            if rerun:
-                wanted: dict[str, str | None] = {}  # new or changed: id -> updatedAt
-                held_batches = (_held(batch, cache) for batch in listings[0].batches())
-                announce_held = lambda batch: library.prefetch(_dates_wanted_held(batch, index))
-                for asset_id, updated, name, node in _announced_ahead(held_batches, announce_held):
-                    seen.add(asset_id)
-                    if node is not None:
-                        settle(_process_held(node, name, cache, index, library, policy, now, result, audit))
-                    else:
-                        wanted[asset_id] = updated
-                whole = _fetch_changed(wanted, request, source, filters, ahead, listings) if wanted else None
-            if whole is not None:
-                for raw in _announced_ahead(whole.batches(), announce):
-                    if rerun and wanted.pop(str(raw.get("id")), _NOT_WANTED) is _NOT_WANTED:
-                        continue  # held already (listed since it changed), or not listed then
-                    settle(_process(raw, cache, index, library, policy, now(), result, seen, audit))
-                if rerun and wanted:
-                    log.info(
-                        "%d assets listed without their metadata (never extracted, or changed meanwhile) "
-                        "are left as cached",
-                        len(wanted),
-                    )
+            decide = _Decide(cache, index, library, policy, now, result, audit, checkpoints.settle)
+            seen = decide.rerun(background) if background.rerun else decide.first_run(background.first)
             log.info("fetched and matched %d assets", result.fetched)
-            albums, tags = albums_future.result(), tags_future.result()
+            albums, tags = background.groups()
             log.info("album and tag membership fetched")
-        except BaseException:
-            for listing in listings:
-                listing.stop()
-            source.cancel()  # Ctrl-C or a failure: the listing and membership passes stop at their next request
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown()
-        _apply_groups(cache, albums, tags, result)
-
-        if request.is_full:
-            moment = now()
-            for asset_id in cache.ids():
-                if asset_id not in seen and cache.mark_gone(asset_id, moment):
-                    log.warning("asset %s is no longer on the server (kept, marked gone)", asset_id)
-            result.gone = sum(1 for node in cache if node.gone_since is not None)
-        result.claimed_twice = cache.index.claimed_paths()
-        for path, ids in result.claimed_twice.items():
-            log.warning("%s is matched by %d assets: %s", path, len(ids), ", ".join(ids))
+        _apply(cache, albums, tags, seen, request, now, result)
         result.duration = time.monotonic() - started
-        if _left_as_loaded(cache, as_loaded, result):
-            # Rewriting 200 MB to say nothing happened would cost a second and the disk's wear on
-            # every cron run: the file stays as it was, and the run's summary is in its log.
-            log.info("nothing changed: the cache file is left as it was")
-        else:
-            cache.add_run(
-                {
-                    "at": format_instant(now()),
-                    "full": request.is_full,
-                    "clear": request.clear,
-                    "after": _opt(request.updated_after),
-                    "before": _opt(request.updated_before),
-                    "album": request.album_id,
-                    **result.summary(),
-                }
-            )
-            repo.save(cache)
-            result.saved = True
-            log.info("cache saved")
-        repo.drop_checkpoint()
+        _save(cache, as_loaded, repo, request, now, result)
     progress.close()
     result.cache = cache
     return result
+
+
+def _open(
+    request: ExtractRequest, repo: CacheRepository, source: ImmichSource, result: ExtractResult
+) -> tuple[ImmichCache, tuple[Any, ...]]:
+    """The cache to work on: the file's (a foreign, corrupt or newer file stops the run here,
+    untouched), or an interrupted run's checkpoint, or an empty one with --clear; bound to TARGET
+    and to the server the key reaches. Also returns what the file held, to tell at the end whether
+    anything changed."""
+    cache = repo.load()
+    as_loaded = _file_state(cache)
+    log.info("cache loaded: %d assets", len(cache))
+    checkpoint = repo.load_checkpoint()
+    if checkpoint is not None and checkpoint.target == request.target:
+        log.info("resuming from the checkpoint of an interrupted run")
+        cache, result.resumed = checkpoint, True
+    elif request.clear:
+        cache.clear()
+    if cache.target and cache.target != request.target:
+        log.warning("the cache was made for %s, not %s: every asset is matched again", cache.target, request.target)
+        for node in cache:
+            cache.clear_match(node.id)
+    cache.target = request.target
+    info = source.check()
+    result.server_version = info.version_text
+    cache.server = {"url": info.url, "version": info.version_text, "userId": info.user_id}
+    return cache, as_loaded
+
+
+class _Background:
+    """Everything that runs beside the run's own thread, started together and stopped in one
+    place: the walk of TARGET (a thread; the walk itself runs in a reader process when the
+    library has readers), the listings (each a thread a few batches ahead of the matching) and
+    the album and tag passes (two threads). Leaving the block on an error or Ctrl-C stops them
+    all at their next step; leaving it normally waits for the passes."""
+
+    def __init__(self, request: ExtractRequest, source: ImmichSource, library: LibraryReader, *, rerun: bool) -> None:
+        self.request, self.source, self.rerun = request, source, rerun
+        self._ahead = (max(1, request.read_ahead), request.pages_ahead)
+        self._listings: list[_ListingAhead] = []
+        self.scan = _in_background(library.scan, request.target)
+        # A re-run lists versions first (ids and updatedAt, without EXIF: half the bytes), then
+        # fetches whole only the assets that are new or changed (`_Decide.rerun`).
+        self.first = self.listing(source.iter_versions if rerun else source.iter_assets)
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="membership")
+        self._albums = self._pool.submit(source.albums)
+        self._tags = self._pool.submit(source.tags)
+
+    def listing(self, lister: Callable[..., Iterable[Any]], **overrides: Any) -> _ListingAhead:
+        """Start another listing with the request's filters (and these overrides)."""
+        filters = {**self.request.filters, **overrides}
+        listing = _ListingAhead(lambda: lister(**filters), *self._ahead)
+        self._listings.append(listing)
+        return listing
+
+    def groups(self) -> tuple[Groups, Groups]:
+        return self._albums.result(), self._tags.result()
+
+    def __enter__(self) -> _Background:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self._pool.shutdown()
+            return
+        for listing in self._listings:
+            listing.stop()
+        self.source.cancel()  # the listings and membership passes stop at their next request
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Checkpoints:
+    """Each settled node is handed to the repository's stored form, and the cache is written to
+    the checkpoint file now and then while there is new work to keep: by time (a checkpoint
+    rewrites the whole cache), or every `checkpoint_every` assets (tests)."""
+
+    def __init__(self, repo: CacheRepository, cache: ImmichCache, request: ExtractRequest, progress: Progress) -> None:
+        self._repo, self._cache, self._progress = repo, cache, progress
+        self._every, self._seconds = request.checkpoint_every, request.checkpoint_seconds
+        self._last, self._since = time.monotonic(), 0
+
+    def settle(self, node: CacheNode) -> None:
+        self._progress.advance()
+        if node.stored is not None:
+            return  # as the file holds it: nothing to pack, and no work a checkpoint would keep
+        self._repo.pack(node)
+        self._since += 1
+        if (self._every and self._since >= self._every) or (
+            time.monotonic() - self._last > self._seconds and self._since
+        ):
+            self._repo.save_checkpoint(self._cache)
+            self._last, self._since = time.monotonic(), 0
+
+
+class _Decide:
+    """The update rule and the matcher for each listed asset, its counts and its AUDIT line; each
+    node, once settled, goes to `settle`. A first run matches every asset of the listing; a re-run
+    walks the versions and fetches whole only what is new or changed."""
+
+    def __init__(
+        self,
+        cache: ImmichCache,
+        index: LibraryIndex,
+        library: LibraryReader,
+        policy: MatchPolicy,
+        now: Callable[[], datetime],
+        result: ExtractResult,
+        audit: Callable[[str], None],
+        settle: Callable[[CacheNode], None],
+    ) -> None:
+        self.cache, self.index, self.library, self.policy = cache, index, library, policy
+        self.now, self.result, self.audit, self.settle = now, result, audit, settle
+        self.seen: set[str] = set()
+
+    def first_run(self, listing: _ListingAhead) -> set[str]:
+        for raw in _announced_ahead(listing.batches(), self._announce):
+            self.settle(self._process(raw))
+        return self.seen
+
+    def rerun(self, background: _Background) -> set[str]:
+        wanted: dict[str, str | None] = {}  # new or changed: id -> updatedAt
+        held_batches = (_held(batch, self.cache) for batch in background.first.batches())
+        for asset_id, updated, name, node in _announced_ahead(held_batches, self._announce_held):
+            self.seen.add(asset_id)
+            if node is not None:
+                self.settle(self._match(node, Upsert.UNCHANGED, name, self.now))
+            else:
+                wanted[asset_id] = updated
+        if not wanted:
+            return self.seen
+        for raw in _announced_ahead(_fetch_changed(wanted, background).batches(), self._announce):
+            if wanted.pop(str(raw.get("id")), _NOT_WANTED) is _NOT_WANTED:
+                continue  # held already (listed since it changed), or not listed then
+            self.settle(self._process(raw))
+        if wanted:
+            log.info(
+                "%d assets listed without their metadata (never extracted, or changed meanwhile) are left as cached",
+                len(wanted),
+            )
+        return self.seen
+
+    def _announce(self, batch: list[dict[str, Any]]) -> None:
+        self.library.prefetch(_dates_wanted(batch, self.cache, self.index))
+
+    def _announce_held(self, batch: list[_Version]) -> None:
+        self.library.prefetch(_dates_wanted_held(batch, self.index))
+
+    def _process(self, raw: dict[str, Any]) -> CacheNode:
+        """One asset as the server lists it: the update rule, then `_match`."""
+        moment = self.now()
+        outcome = self.cache.upsert(raw, moment)
+        asset_id = str(raw["id"])
+        self.seen.add(asset_id)
+        node = self.cache.get(asset_id)
+        assert node is not None
+        return self._match(node, outcome, raw.get("originalFileName") or "", lambda: moment)
+
+    def _match(self, node: CacheNode, outcome: Upsert, file_name: str, now: Callable[[], datetime]) -> CacheNode:
+        """The re-match rule, the matcher when it says so (`now` is asked then only), the counts
+        and the AUDIT line."""
+        result = self.result
+        result.fetched += 1
+        if outcome is Upsert.ADDED:
+            result.added += 1
+        elif outcome is Upsert.UPDATED:
+            result.updated += 1
+        else:
+            result.unchanged += 1
+        note = outcome._value_
+        match = node.match_summary()
+        if outcome is not Upsert.UNCHANGED or needs_rematch(match, self.index):
+            if outcome is Upsert.UNCHANGED:
+                result.rematched += 1
+                note = "unchanged, matched again"
+            self.cache.set_match(node.id, match_asset(node.asset, self.index, self.library, self.policy, now()))
+            result.matched += 1
+            match = node.match_summary()
+        else:
+            note = "unchanged, match kept"
+        if match is not None:
+            result.by_status[match.status] += 1
+            result.by_method[match.method] += 1
+            if match.status == Status.FOUND:  # a str enum: compares as its text, no `.value` lookup
+                result.by_confidence[match.confidence] += 1
+        self.audit(audit_line(node.id, file_name, match, note))
+        return node
+
+
+def _apply(
+    cache: ImmichCache,
+    albums: Groups,
+    tags: Groups,
+    seen: set[str],
+    request: ExtractRequest,
+    now: Callable[[], datetime],
+    result: ExtractResult,
+) -> None:
+    """Membership (refreshed on every run: album and tag edits do not move an asset's updatedAt),
+    gone marks (a full run only), and the files claimed by two assets."""
+    cache.replace_albums(albums.names, albums.members)
+    cache.replace_tags(tags.names, tags.members)
+    result.albums, result.tags = len(albums.names), len(tags.names)
+    if request.is_full:
+        moment = now()
+        for asset_id in cache.ids():
+            if asset_id not in seen and cache.mark_gone(asset_id, moment):
+                log.warning("asset %s is no longer on the server (kept, marked gone)", asset_id)
+        result.gone = sum(1 for node in cache if node.gone_since is not None)
+    result.claimed_twice = cache.index.claimed_paths()
+    for path, ids in result.claimed_twice.items():
+        log.warning("%s is matched by %d assets: %s", path, len(ids), ", ".join(ids))
+
+
+def _save(
+    cache: ImmichCache,
+    as_loaded: tuple[Any, ...],
+    repo: CacheRepository,
+    request: ExtractRequest,
+    now: Callable[[], datetime],
+    result: ExtractResult,
+) -> None:
+    """Write the cache once, atomically, unless nothing changed; then the checkpoint is done with."""
+    if _left_as_loaded(cache, as_loaded, result):
+        # Rewriting the file to say nothing happened would cost seconds and the disk's wear on
+        # every cron run: the file stays as it was, and the run's summary is in its log.
+        log.info("nothing changed: the cache file is left as it was")
+    else:
+        cache.add_run(
+            {
+                "at": format_instant(now()),
+                "full": request.is_full,
+                "clear": request.clear,
+                "after": _opt(request.updated_after),
+                "before": _opt(request.updated_before),
+                "album": request.album_id,
+                **result.summary(),
+            }
+        )
+        repo.save(cache)
+        result.saved = True
+        log.info("cache saved")
+    repo.drop_checkpoint()
 
 
 def _file_state(cache: ImmichCache) -> tuple[Any, ...]:
@@ -280,28 +421,20 @@ _NOT_WANTED = object()
 _Version = tuple[str, str | None, str, CacheNode | None]  # id, updatedAt, name, the node holding it
 
 
-def _fetch_changed(
-    wanted: dict[str, str | None],
-    request: ExtractRequest,
-    source: ImmichSource,
-    filters: dict[str, Any],
-    ahead: tuple[int, int],
-    listings: list[_ListingAhead],
-) -> _ListingAhead:
+def _fetch_changed(wanted: dict[str, str | None], background: _Background) -> _ListingAhead:
     """The listing, with EXIF, of the assets updated since the oldest of those wanted (all of them
     when one has no readable date): on a re-run, the few recent changes."""
     dates = [parse_instant(updated) for updated in wanted.values()]
-    since = None if None in dates else min(dates)  # type: ignore[type-var]
-    if request.updated_after is not None:
-        since = request.updated_after if since is None else max(since, request.updated_after)
+    since = None if None in dates else min(d for d in dates if d is not None)
+    after = background.request.updated_after
+    if after is not None:
+        since = after if since is None else max(since, after)
     log.info(
         "%d assets new or changed: fetching them whole (updated since %s)",
         len(wanted),
         "ever" if since is None else format_instant(since),
     )
-    listing = _ListingAhead(lambda: source.iter_assets(**{**filters, "updated_after": since}), *ahead)
-    listings.append(listing)
-    return listing
+    return background.listing(background.source.iter_assets, updated_after=since)
 
 
 def _in_background(function: Callable[..., Any], *args: Any) -> Future:
@@ -404,93 +537,6 @@ def _dates_wanted_held(batch: list[_Version], index) -> list[str]:
         if node is not None and node.found_path() is None:
             paths.extend(f.path for f in files_to_date(node.asset_raw, index))
     return paths
-
-
-def _process(
-    raw: dict[str, Any],
-    cache: ImmichCache,
-    index,
-    library: LibraryReader,
-    policy: MatchPolicy,
-    moment: datetime,
-    result: ExtractResult,
-    seen: set[str],
-    audit: Callable[[str], None],
-) -> CacheNode:
-    """One asset: the update rule, then the matcher when the rules say so, then its AUDIT line."""
-    result.fetched += 1
-    outcome = cache.upsert(raw, moment)
-    asset_id = str(raw["id"])
-    seen.add(asset_id)
-    node = cache.get(asset_id)
-    assert node is not None
-    return _match(
-        node, outcome, raw.get("originalFileName") or "", cache, index, library, policy, lambda: moment, result, audit
-    )
-
-
-def _process_held(
-    node: CacheNode,
-    file_name: str,
-    cache: ImmichCache,
-    index,
-    library: LibraryReader,
-    policy: MatchPolicy,
-    now: Callable[[], datetime],
-    result: ExtractResult,
-    audit: Callable[[str], None],
-) -> CacheNode:
-    """An asset the cache holds in the version the server lists: only its match may need redoing."""
-    result.fetched += 1
-    return _match(node, Upsert.UNCHANGED, file_name, cache, index, library, policy, now, result, audit)
-
-
-def _match(
-    node: CacheNode,
-    outcome: Upsert,
-    file_name: str,
-    cache: ImmichCache,
-    index,
-    library: LibraryReader,
-    policy: MatchPolicy,
-    now: Callable[[], datetime],
-    result: ExtractResult,
-    audit: Callable[[str], None],
-) -> CacheNode:
-    """The re-match rule, the matcher when it says so (`now` is asked then only), the counts and
-    the AUDIT line."""
-    asset_id = node.id
-    if outcome is Upsert.ADDED:
-        result.added += 1
-    elif outcome is Upsert.UPDATED:
-        result.updated += 1
-    else:
-        result.unchanged += 1
-    note = outcome._value_
-    match = node.match_summary()
-    if outcome is not Upsert.UNCHANGED or needs_rematch(match, index):
-        if outcome is Upsert.UNCHANGED:
-            result.rematched += 1
-            note = "unchanged, matched again"
-        cache.set_match(asset_id, match_asset(node.asset, index, library, policy, now()))
-        result.matched += 1
-        match = node.match_summary()
-    else:
-        note = "unchanged, match kept"
-    if match is not None:
-        result.by_status[match.status] += 1
-        result.by_method[match.method] += 1
-        if match.status == Status.FOUND:  # a str enum: compares as its text, no `.value` lookup
-            result.by_confidence[match.confidence] += 1
-    audit(audit_line(asset_id, file_name, match, note))
-    return node
-
-
-def _apply_groups(cache: ImmichCache, albums: Groups, tags: Groups, result: ExtractResult) -> None:
-    """Membership is refreshed on every run: album and tag edits do not move an asset's updatedAt."""
-    cache.replace_albums(albums.names, albums.members)
-    cache.replace_tags(tags.names, tags.members)
-    result.albums, result.tags = len(albums.names), len(tags.names)
 
 
 def _opt(moment: datetime | None) -> str | None:
