@@ -69,6 +69,7 @@ class BufferedFileHandler(logging.FileHandler):
         formatter = self.formatter
         assert isinstance(formatter, SecondFormatter)
         text = f"{formatter.stamp(time.time())} AUDIT {line}\n"
+        assert self.lock is not None  # made by Handler.__init__
         with self.lock:
             if self.stream is None:
                 self.stream = self._open()

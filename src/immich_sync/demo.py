@@ -21,13 +21,16 @@ from .testing.fake_immich import FakeImmich
 
 def build(fake: FakeImmich, root: str, n: int, seed: int = 7) -> list[str]:
     rnd = random.Random(seed)
-    specs, ids = [], []
+    specs: list[tuple[str, datetime | None, int]] = []
+    taken_at: list[datetime] = []
+    ids = []
     for i in range(n):
         taken = datetime(2019, 1, 1) + timedelta(minutes=rnd.randrange(3_000_000))
         name = f"IMG_{i % max(n // 20, 50):04d}.JPG"  # names wrap, as camera counters do
         specs.append((f"{taken:%Y}/{taken:%m}/{name}", taken, rnd.randrange(0, 400)))
+        taken_at.append(taken)
     written = write_library(root, specs)
-    for (_path, data), (rel, taken, _) in zip(written, specs, strict=True):
+    for (_path, data), (rel, _, _), taken in zip(written, specs, taken_at, strict=True):
         asset = make_asset(
             owner_id=fake.user_id,
             name=os.path.basename(rel),
@@ -56,9 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: fake Immich v3.1.0 at {fake.url} with {n} assets; photo folder {root}\n")
         code = cache_cli.main([root])
         cache = load_cache(os.path.join(work, "log", "cache_Photos.json"))
-        some = next(node for node in cache if node.match and node.match.path)
-        print(f"\ndemo: looking up {some.match.path}")
-        for node in cache.find_file(some.match.path):
+        path = next(node.match.path for node in cache if node.match and node.match.path)
+        print(f"\ndemo: looking up {path}")
+        for node in cache.find_file(path):
+            assert node.match is not None
             print(
                 f"  -> asset {node.id}: {node.match.status.value} by {node.match.method}, "
                 f"confidence {node.match.confidence.label}, taken {node.asset_raw['localDateTime']}"

@@ -376,7 +376,8 @@ def _parse_date(value: object) -> datetime | None:
     if not found:
         return None
     try:
-        return datetime(*(int(part) for part in found.groups()))
+        year, month, day, hour, minute, second = (int(part) for part in found.groups())
+        return datetime(year, month, day, hour, minute, second)
     except ValueError:  # 0000:00:00 00:00:00 and other placeholders
         return None
 

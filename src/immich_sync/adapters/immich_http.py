@@ -43,7 +43,7 @@ class _BoundedRetry(Retry):
 
     RETRY_AFTER_CAP = 30.0
 
-    def get_retry_after(self, response):  # type: ignore[override]
+    def get_retry_after(self, response: Any) -> float | None:
         value = super().get_retry_after(response)
         return None if value is None else min(value, self.RETRY_AFTER_CAP)
 

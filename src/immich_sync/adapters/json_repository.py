@@ -38,8 +38,12 @@ def _converter() -> cattrs.Converter:
     conv = cattrs.Converter()
     conv.register_structure_hook(datetime, lambda v, _: parse_instant(v))
     conv.register_structure_hook(Confidence, lambda v, _: Confidence.from_label(v))
-    match_names = {"matched_at": override(rename="matchedAt"), "file_size": override(rename="fileSize")}
-    conv.register_structure_hook(MatchResult, make_dict_structure_fn(MatchResult, conv, **match_names))
+    conv.register_structure_hook(
+        MatchResult,
+        make_dict_structure_fn(
+            MatchResult, conv, matched_at=override(rename="matchedAt"), file_size=override(rename="fileSize")
+        ),
+    )
     conv.register_structure_hook(Evidence, make_dict_structure_fn(Evidence, conv))
     return conv
 

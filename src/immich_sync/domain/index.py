@@ -58,7 +58,7 @@ class CacheIndex:
         self._by_day: dict[str, _Ids] = {}
         self._by_tag: dict[str, _Ids] = {}
         self._by_album: dict[str, _Ids] = {}
-        self._keys: dict[str, tuple] = {}
+        self._keys: dict[str, tuple[Any, ...]] = {}
 
     @classmethod
     def build(cls, nodes: Iterable[CacheNode]) -> CacheIndex:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
 
@@ -80,13 +81,17 @@ class MatchSummary(NamedTuple):
     candidates: int
 
 
+def _paths(paths: Iterable[str]) -> tuple[str, ...]:
+    return paths if isinstance(paths, tuple) else tuple(paths)
+
+
 @frozen
 class MatchResult:
     status: Status
     path: str | None
     method: str
     confidence: Confidence
-    candidates: tuple[str, ...] = field(converter=tuple, default=())
+    candidates: tuple[str, ...] = field(converter=_paths, default=())
     evidence: Evidence = Evidence()
     matched_at: datetime | None = None
     file_size: int | None = None  # the found file's size when matched: a change means match again

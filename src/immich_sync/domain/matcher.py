@@ -12,7 +12,7 @@ Order of evidence (README, "How matching decides"):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -129,7 +129,7 @@ class _Judge:
             checksum=self._sums.get(f.path, Check.UNKNOWN),
         )
 
-    def rank(self, f: LibraryFile) -> tuple:
+    def rank(self, f: LibraryFile) -> tuple[int, int, int, str]:
         return (
             _CHECK_RANK[self._sums.get(f.path, Check.UNKNOWN)],
             _DATE_RANK[self._dates.get(f.path, DateEvidence.UNKNOWN)],
@@ -185,7 +185,7 @@ def match_asset(
 
     remaining = list(candidates)
     steps: list[str] = []
-    narrowing = [
+    narrowing: list[tuple[str, Callable[[LibraryFile], bool]]] = [
         ("exif_date", lambda f: judge.date(f) is DateEvidence.EQUAL),
         ("size", lambda f: compare_sizes(f, asset) is Check.EQUAL),
     ]

@@ -38,7 +38,8 @@ class BarProgress:
 class LineProgress:
     def __init__(self, stream: TextIO = sys.stderr, every: float = 10.0, clock=time.monotonic) -> None:
         self._stream, self._every, self._clock = stream, every, clock
-        self._name, self._total, self._done, self._last = "", None, 0, 0.0
+        self._name, self._done, self._last = "", 0, 0.0
+        self._total: int | None = None
 
     def stage(self, name: str, total: int | None) -> None:
         self._name, self._total, self._done, self._last = name, total, 0, self._clock()

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from itertools import islice
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from attrs import define, field, frozen
 
@@ -26,6 +26,7 @@ from ..domain.timestamps import format_instant, parse_instant
 from ..ports import CacheRepository, Groups, ImmichSource, LibraryReader
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @frozen
@@ -481,7 +482,7 @@ class _ListingAhead:
                 continue
         return False
 
-    def batches(self) -> Iterator[list[dict[str, Any]]]:
+    def batches(self) -> Iterator[list[Any]]:
         while (item := self._queue.get()) is not self._END:
             if isinstance(item, BaseException):
                 raise item
@@ -491,9 +492,7 @@ class _ListingAhead:
         self._stopped.set()
 
 
-def _announced_ahead(
-    batches: Iterator[list[dict[str, Any]]], announce: Callable[[list[dict[str, Any]]], None]
-) -> Iterator[dict[str, Any]]:
+def _announced_ahead(batches: Iterator[list[T]], announce: Callable[[list[T]], None]) -> Iterator[T]:
     """Yield the batches' assets in order; each batch is announced before the one before it is
     yielded, so that the reader processes read its file dates while that one is matched."""
     batch = next(batches, None)

@@ -173,7 +173,7 @@ class FakeImmich:
 
         version = tuple(load("server-version.json")[k] for k in ("major", "minor", "patch"))
         me = load("users-me.json")
-        fake = cls(version, user_id=me["id"], **kwargs)  # type: ignore[arg-type]
+        fake = cls(version, user_id=me["id"], **kwargs)
         fake.users_me = me
         for name in (
             "search-metadata_withDeleted.json",
@@ -216,7 +216,8 @@ class FakeImmich:
     @property
     def url(self) -> str:
         assert self._server is not None, "start() the fake first"
-        host, port = self._server.server_address[:2]
+        address: Any = self._server.server_address
+        host, port = address[:2]
         return f"http://{host}:{port}"
 
     def start(self) -> FakeImmich:
@@ -326,7 +327,7 @@ class FakeImmich:
             fingerprint = (len(self.assets), self._changes)
             if self._memo.get(key, (None,))[0] == fingerprint:
                 return self._memo[key][1]
-        matches = self._cursor_matches(body) if cursor_mode else self._flat_matches(body)
+        matches: list[dict[str, Any]] = self._cursor_matches(body) if cursor_mode else self._flat_matches(body)
         matches.sort(key=lambda a: (a.get("fileCreatedAt") or "", a["id"]), reverse=True)
         with self._lock:
             if len(self._memo) > 4096:
@@ -362,7 +363,7 @@ class FakeImmich:
             pool = [a for a in pool if _instant(a["updatedAt"]) <= _instant(before)]
         return pool
 
-    def _cursor_matches(self, body: dict[str, Any]) -> list[dict[str, Any]] | None:
+    def _cursor_matches(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         filters = body.get("filter") or {}
         pool = list(self.assets.values())
         album_ids = (filters.get("albumIds") or {}).get("all")
