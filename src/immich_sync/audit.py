@@ -60,12 +60,12 @@ class SecondFormatter(logging.Formatter):
 
 
 class BufferedFileHandler(logging.FileHandler):
-    """One AUDIT line per asset: let the file's buffer gather them (a flush per line cost ~20 us
-    an asset) but write a warning or an error through at once. Closing writes the rest."""
+    """One AUDIT line per asset: let the file's buffer gather them (a flush per line is a system
+    call per asset) but write a warning or an error through at once. Closing writes the rest."""
 
     def write_audit(self, line: str) -> None:
-        """An AUDIT line as `emit` would write it, without a LogRecord: building, dispatching and
-        formatting one took ~10 us, a tenth of a first run's time per asset."""
+        """An AUDIT line as `emit` would write it, without a LogRecord, whose building, dispatching
+        and formatting would be a large share of a first run's time per asset."""
         formatter = self.formatter
         assert isinstance(formatter, SecondFormatter)
         text = f"{formatter.stamp(time.time())} AUDIT {line}\n"

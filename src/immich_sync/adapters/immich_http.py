@@ -31,9 +31,9 @@ log = logging.getLogger(__name__)
 # loading a home server (often a NAS with 2-4 cores) with more parallel searches than it has cores.
 MEMBERSHIP_WORKERS = 4
 # Listing pages asked for at once: with two, the server builds the next page while this client
-# reads the last one, and a remote server's latency is not paid once a page (20 ms a request:
-# 20 pages in 0.7 s instead of 0.9 s); more would only queue on a server whose own work per page
-# is then the limit, and load a NAS's few cores for nothing.
+# reads the last one, and a remote server's latency is not paid once a page; more would only
+# queue on a server whose own work per page is then the limit, and load a NAS's few cores for
+# nothing.
 PAGES_IN_FLIGHT = 2
 _insecure_warned = threading.Event()
 
@@ -349,8 +349,8 @@ class ImmichConnection:
     ) -> Iterator[dict[str, Any]]:
         """`_pages` without reading ahead: each page asked for in the caller's thread once the
         one before has been read. For the album and tag passes, which run in a pool already: a
-        thread of its own for each of 300 one-page searches only made more threads wait for the
-        GIL (an unchanged 100,000-asset run took 4.8 s with those threads, 4.4 s without)."""
+        thread of its own for each of hundreds of one-page searches only makes more threads wait
+        for the GIL."""
         seen: set[str] = set()
         while token is not _END:
             result = self._fetch_page(body, token_key, token, with_exif=with_exif)
@@ -473,8 +473,8 @@ def _drop(pending: deque[tuple[Any, Future]]) -> None:
 
 def _body(response: requests.Response) -> bytes:
     """The whole body, read in as few socket reads as the data allows. requests' `.content` reads
-    10 KB at a time, and each read gives up the GIL and waits to get it back: while the matcher
-    kept another thread busy, a 100-page listing took 76 s instead of 4 s (7 s read this way)."""
+    10 KB at a time, and each read gives up the GIL and waits to get it back behind the matcher's
+    thread: a listing read that way is many times slower while the matcher runs."""
     try:
         data = response.raw.read(decode_content=True)
     except (urllib3_exceptions.HTTPError, OSError) as exc:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 def _converter() -> cattrs.Converter:
     """Reading the cache file's matches: camelCase keys, confidence as its label, times as ISO text.
     Built on the first match decoded: a run that decodes none (a first run, an unchanged run, a
-    script's lookups) does not import cattrs, ~40 ms of every start."""
+    script's lookups) does not pay for importing cattrs."""
     import cattrs
     from cattrs.gen import make_dict_structure_fn, override
 
@@ -52,8 +52,9 @@ _LABEL_OF = {c: c.label for c in Confidence}
 
 
 def encode_match(match: MatchResult | None) -> dict[str, Any] | None:
-    """Written by hand (the converter's generated code took ~10 us a node; this takes ~2):
-    tests check that `_decode_stored` (the converter) reads back exactly what this writes."""
+    """Written by hand, as it runs once per matched asset (several times faster than the
+    converter's generated code): tests check that `_decode_stored` (the converter) reads back
+    exactly what this writes."""
     if match is None:
         return None
     e = match.evidence
@@ -357,9 +358,8 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-# Each read of the file gives up the GIL and waits to get it back; with the default 8 KB buffer
-# the 27,000 reads of a 100,000-asset cache queued behind the listing thread's page parsing and
-# the load took 3-6 s instead of 1.7 s. 4 MB reads: ~60 waits.
+# Each read of the file gives up the GIL and waits to get it back behind the listing thread's page
+# parsing: large reads make few such waits (benchmarks/README.md has the measurement).
 _READ_BUFFER = 4 << 20
 
 
@@ -412,9 +412,9 @@ class JsonCacheRepository:
     run never blocks the next one, while a live second run is refused at once.
     """
 
-    # A settled node held as dicts takes ~3 KB more than as its encoded bytes, but packing it costs
-    # ~15 us (encode, copy, free the dicts): a run keeps this many as dicts (~0.5 GB at most) and
-    # packs the rest, so 100,000 assets run at full speed and 1,000,000 stay within a few GB.
+    # A settled node held as dicts takes a few KB more than as its encoded bytes, but packing it
+    # costs an encode, a copy and freeing the dicts: a run keeps this many as dicts and packs the
+    # rest, so 100,000 assets run at full speed and 1,000,000 stay within a few GB.
     KEEP_PARSED = 150_000
 
     def __init__(self, path: str | os.PathLike[str], now=None, *, keep_parsed: int = KEEP_PARSED) -> None:

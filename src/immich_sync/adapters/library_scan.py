@@ -132,10 +132,10 @@ def sha1_base64(path: str, chunk: int = 1 << 20) -> str | None:
     return base64.b64encode(digest.digest()).decode("ascii")
 
 
-# A file's EXIF date costs ~40 us of Python work, and a first run reads one per asset: reads asked
+# A file's EXIF date costs tens of microseconds of Python work, and a first run reads one per asset: reads asked
 # for ahead (`prefetch`) go to worker processes while this process pages the server and matches.
 READ_CHUNK = 250  # paths per task: a task's pickling is then a small share of its work
-MIN_PARALLEL = 500  # fewer reads than this at once are not worth starting a process (~0.2 s)
+MIN_PARALLEL = 500  # fewer reads than this at once are not worth starting a process
 
 
 def default_readers() -> int:
@@ -223,9 +223,9 @@ class LocalLibrary:
 
     def scan(self, root: str) -> LibraryIndex:
         """The walk of `root`; in a reader process when there are readers. A walk makes two system
-        calls a file, each giving up the GIL and waiting to get it back: beside a cache load and a
-        listing in this process it took 2.6-4.5 s instead of 1 s. There, only its result (plain
-        lists) crosses back, and the index is built here."""
+        calls a file, each giving up the GIL and waiting to get it back behind the cache load and
+        the listing of this process. There, only its result (plain lists) crosses back, and the
+        index is built here."""
         root = os.path.abspath(root)
         if self._readers:
             try:

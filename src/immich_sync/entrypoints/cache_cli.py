@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None, *, exit_when_done: bool = False) -> int:
             verify=bool(args["--verify"]),
         )
         # The run holds 100,000s of small dicts for its whole life and makes almost no cycles: the
-        # cyclic collector would only rescan them again and again (a third of a run's time).
+        # cyclic collector would only rescan them again and again (benchmarks/README.md).
         gc.disable()
         try:
             with LocalLibrary(readers=default_readers()) as library:
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None, *, exit_when_done: bool = False) -> int:
         finally:
             connection.close()
             if not exit_when_done:  # re-enabled, the collector would first walk the whole cache
-                gc.enable()  # (0.2 s at 100,000 assets) of a process that is about to end
+                gc.enable()  # of a process that is about to end
         text = summary_text(result, cache_path)
         log.log(AUDIT, "summary: %s", result.summary())
         if not quiet:
@@ -213,8 +213,8 @@ def main(argv: list[str] | None = None, *, exit_when_done: bool = False) -> int:
 
 
 def _exit_now(code: int) -> None:
-    """End the process without freeing the run's objects one by one: the cache's 100,000s of
-    nodes took 0.15 s at 100,000 assets and seconds at 1,000,000, after all was done. Everything
+    """End the process without freeing the run's objects one by one (the cache's 100,000s of
+    nodes), which would only delay the end of a run whose work is done. Everything
     the run wrote is closed before this is called (the cache file, fsynced when saved; the lock,
     the readers, the connection) or here (the log); then the standard streams are flushed."""
     close_logging()
