@@ -144,12 +144,28 @@ def test_every_asset_gets_one_audit_line(world, caplog):
     assert any("status=found path='/lib/2024/a.jpg' method=filename confidence=high" in line for line in lines)
 
 
-def test_a_file_claimed_by_two_assets_is_reported(world):
+def test_a_file_claimed_as_strongly_by_two_assets_goes_to_neither(world):
     lib, source, repo, assets = world
     twin = {**asset("a.jpg"), "id": "twin"}
     source.assets["twin"] = twin
     result = run(lib, source, repo)
-    assert result.claimed_twice == {"/lib/2024/a.jpg": sorted([assets[0]["id"], "twin"])}
+    assert result.claimed_twice == {} and result.reassigned == 2
+    cache = repo.load()
+    for asset_id in (assets[0]["id"], "twin"):
+        match = cache.get(asset_id).match
+        assert match.status == "ambiguous" and match.candidates == ("/lib/2024/a.jpg",), match
+        assert match.method == "filename+shared"
+    assert result.by_status == {"found": 1, "ambiguous": 3, "not_found": 1}  # b; a, twin, dup; gone
+
+
+def test_a_file_claimed_by_two_assets_stays_with_the_stronger_evidence(world):
+    lib, source, repo, assets = world
+    other_day = {**asset("a.jpg"), "id": "older", "localDateTime": "2019-01-01T00:00:00.000Z"}
+    source.assets["older"] = other_day  # same name, another date: file a.jpg is not its own
+    result = run(lib, source, repo)
+    cache = repo.load()
+    assert cache.get(assets[0]["id"]).match.path == "/lib/2024/a.jpg"
+    assert cache.get("older").match.status == "not_found" and result.claimed_twice == {}
 
 
 def test_default_cache_path():

@@ -12,7 +12,7 @@ from fakes import FakeLibrary
 from immich_sync.domain.asset import Asset
 from immich_sync.domain.library import CaptureTime, LibraryFile, LibraryIndex
 from immich_sync.domain.match import Check, Confidence, DateEvidence, Status
-from immich_sync.domain.matcher import MatchPolicy, compare_dates, match_asset, needs_rematch
+from immich_sync.domain.matcher import MatchPolicy, compare_dates, match_asset, needs_rematch, verify_match
 
 TAKEN = datetime(2024, 7, 14, 10, 30, 15)
 
@@ -35,7 +35,10 @@ def asset(
 
 
 def run(a: Asset, lib: FakeLibrary, **policy):
-    return match_asset(a, lib.index(), lib, MatchPolicy(**policy))
+    """What a run decides: the matcher, then with verify=True the hash check `--verify` adds."""
+    chosen = MatchPolicy(**policy)
+    result = match_asset(a, lib.index(), lib, chosen)
+    return verify_match(result, a, lib)[0] if chosen.verify else result
 
 
 CASES = [

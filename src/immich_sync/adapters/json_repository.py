@@ -58,7 +58,7 @@ def encode_match(match: MatchResult | None) -> dict[str, Any] | None:
     if match is None:
         return None
     e = match.evidence
-    return {
+    doc: dict[str, Any] = {
         "status": match.status._value_,
         "path": match.path,
         "method": match.method,
@@ -73,6 +73,22 @@ def encode_match(match: MatchResult | None) -> dict[str, Any] | None:
         },
         "matchedAt": _time(match.matched_at),
         "fileSize": match.file_size,
+    }
+    # written only when they say something: most matches have neither
+    if match.rejected:
+        doc["rejected"] = [{"path": r.path, "evidence": _evidence(r.evidence)} for r in match.rejected]
+    if match.provisional:
+        doc["provisional"] = True
+    return doc
+
+
+def _evidence(e: Evidence) -> dict[str, Any]:
+    return {
+        "name": e.name,
+        "path": e.path,
+        "date": e.date._value_,
+        "size": e.size._value_,
+        "checksum": e.checksum._value_,
     }
 
 
@@ -177,6 +193,7 @@ class StoredJson:
             doc.get("confidence", "none"),
             doc.get("fileSize"),
             len(doc.get("candidates") or ()),
+            doc.get("provisional") is True,
         )
 
     def found_path(self) -> str | None:

@@ -11,7 +11,7 @@ import signal
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
@@ -50,18 +50,21 @@ def _skip_file(name: str) -> bool:
     return lowered in SKIPPED_FILES or name.startswith("._") or os.path.splitext(lowered)[1] in SIDECAR_EXTENSIONS
 
 
-def scan_files(root: str):
+def scan_files(root: str, unreadable: list[str] | None = None) -> Iterator[LibraryFile]:
     """Yield every candidate regular file under `root` (absolute), walking each real folder once.
 
     Directory symlinks are followed, but a folder already visited (same device and inode) is not
-    entered again, so a symlink loop ends. Unreadable folders and files are logged and skipped.
+    entered again, so a symlink loop ends. Unreadable folders and files are logged, skipped and
+    appended to `unreadable`: the run must know that it saw only part of TARGET.
     """
+    holes = unreadable if unreadable is not None else []
     root = os.path.abspath(root)
     seen: set[tuple[int, int]] = set()
     try:
         st = os.stat(root)
     except OSError as exc:
         log.warning("cannot read %s: %s", root, exc.strerror or exc)
+        holes.append(root)
         return
     seen.add((st.st_dev, st.st_ino))
     stack = [(root, "")]
@@ -71,6 +74,7 @@ def scan_files(root: str):
             entries = list(os.scandir(folder))
         except OSError as exc:
             log.warning("skipped unreadable folder %s: %s", folder, exc.strerror or exc)
+            holes.append(folder)
             continue
         for entry in entries:
             name = entry.name
@@ -95,6 +99,7 @@ def scan_files(root: str):
                 yield LibraryFile(path=entry.path, relative=entry_rel, size=st.st_size)
             except OSError as exc:
                 log.warning("skipped unreadable %s: %s", entry.path, exc.strerror or exc)
+                holes.append(entry.path)
 
 
 class _Collected(logging.Handler):
@@ -106,17 +111,20 @@ class _Collected(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _walk_in_reader(root: str) -> tuple[list[str], list[str], list[int], list[str]]:
+def _walk_in_reader(root: str) -> tuple[list[str], list[str], list[int], list[str], list[str]]:
     """`scan_files` in a reader process: paths, relative paths and sizes as plain lists (they cross
-    the pipe far faster than LibraryFile objects), and the walk's warnings for the command to log."""
+    the pipe far faster than LibraryFile objects), the walk's warnings for the command to log, and
+    what it could not read."""
     collected = _Collected()
     log.addHandler(collected)
     log.propagate = False
+    unreadable: list[str] = []
     try:
-        files = list(scan_files(root))
+        files = list(scan_files(root, unreadable))
     finally:
         log.removeHandler(collected)
-    return [f.path for f in files], [f.relative for f in files], [f.size for f in files], collected.messages
+    paths, relatives, sizes = [f.path for f in files], [f.relative for f in files], [f.size for f in files]
+    return paths, relatives, sizes, collected.messages, unreadable
 
 
 def sha1_base64(path: str, chunk: int = 1 << 20) -> str | None:
@@ -171,6 +179,11 @@ def _terminate_readers(pool: ProcessPoolExecutor) -> None:
         return
     for process in list((getattr(pool, "_processes", None) or {}).values()):
         process.terminate()
+
+
+def _walk_here(root: str) -> LibraryIndex:
+    unreadable: list[str] = []  # filled by the walk, which from_files runs before reading it
+    return LibraryIndex.from_files(root, scan_files(root, unreadable), unreadable)
 
 
 class LocalLibrary:
@@ -236,12 +249,12 @@ class LocalLibrary:
                     log.warning("walking %s in this process (the reader failed: %s: %s)", root, type(exc).__name__, exc)
             else:
                 if found is None:  # closed before the walk began
-                    return LibraryIndex.from_files(root, scan_files(root))
-                paths, relatives, sizes, warnings = found
+                    return _walk_here(root)
+                paths, relatives, sizes, warnings, unreadable = found
                 for message in warnings:
                     log.warning("%s", message)
-                return LibraryIndex.from_files(root, map(LibraryFile, paths, relatives, sizes))
-        return LibraryIndex.from_files(root, scan_files(root))
+                return LibraryIndex.from_files(root, map(LibraryFile, paths, relatives, sizes), unreadable)
+        return _walk_here(root)
 
     def prefetch(self, paths: Iterable[str]) -> None:
         """Start reading these files' capture times in the reader processes, if there are enough."""

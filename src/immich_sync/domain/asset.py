@@ -29,6 +29,9 @@ class Asset:
     library_id: str | None
     file_size: int | None  # exifInfo.fileSizeInByte
     raw: Mapping[str, Any] = field(eq=False, repr=False)
+    # an external-library asset: `isExternal` where the server sends it (v1.9x upload libraries
+    # give uploaded assets a libraryId too), else a libraryId
+    external: bool = False
 
     @classmethod
     def from_api(cls, raw: Mapping[str, Any]) -> Asset:
@@ -44,12 +47,13 @@ class Asset:
             library_id=raw.get("libraryId"),
             file_size=int(size) if isinstance(size, (int, float)) and size >= 0 else None,
             raw=raw,
+            external=_is_external(raw),
         )
 
     @property
     def is_external(self) -> bool:
         """External-library asset: its checksum hashes the path, not the bytes (FACTS.md)."""
-        return bool(self.library_id)
+        return self.external
 
     @property
     def original_file_name(self) -> str:
@@ -86,3 +90,8 @@ class Asset:
     @property
     def live_photo_video_id(self) -> str | None:
         return self.raw.get("livePhotoVideoId")
+
+
+def _is_external(raw: Mapping[str, Any]) -> bool:
+    flag = raw.get("isExternal")
+    return flag if isinstance(flag, bool) else bool(raw.get("libraryId"))

@@ -38,9 +38,12 @@ class LibraryIndex:
     by_name: Mapping[str, tuple[LibraryFile, ...]] = field(repr=False)
     by_size: Mapping[int, tuple[LibraryFile, ...]] = field(repr=False)
     by_path: Mapping[str, LibraryFile] = field(repr=False)
+    # folders and files the scan could not read (absolute paths): matches made with this index are
+    # provisional, and a matched file missing from one of them is not taken as gone
+    unreadable: tuple[str, ...] = ()
 
     @classmethod
-    def from_files(cls, root: str, files: Iterable[LibraryFile]) -> LibraryIndex:
+    def from_files(cls, root: str, files: Iterable[LibraryFile], unreadable: Iterable[str] = ()) -> LibraryIndex:
         by_name: dict[str, list[LibraryFile]] = {}
         by_size: dict[int, list[LibraryFile]] = {}
         by_path: dict[str, LibraryFile] = {}
@@ -54,6 +57,7 @@ class LibraryIndex:
             by_name={k: _by_path(v) for k, v in by_name.items()},
             by_size={k: _by_path(v) for k, v in by_size.items()},
             by_path=by_path,
+            unreadable=tuple(sorted(set(unreadable))),
         )
 
     def __len__(self) -> int:
@@ -67,6 +71,10 @@ class LibraryIndex:
 
     def get(self, path: str) -> LibraryFile | None:
         return self.by_path.get(path)
+
+    def in_unreadable(self, path: str) -> bool:
+        """The path is, or is under, a folder or file the scan could not read."""
+        return any(path == u or path.startswith(u.rstrip("/") + "/") for u in self.unreadable)
 
 
 def _path(f: LibraryFile) -> str:

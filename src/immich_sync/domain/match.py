@@ -79,6 +79,16 @@ class MatchSummary(NamedTuple):
     confidence: str  # a Confidence label
     file_size: int | None
     candidates: int
+    provisional: bool = False
+
+
+@frozen
+class Rejection:
+    """A same-named file the evidence says is not this asset (its date and its bytes, or for an
+    asset without a content checksum its date and its size, disagree), kept for a human to see."""
+
+    path: str
+    evidence: Evidence
 
 
 def _paths(paths: Iterable[str]) -> tuple[str, ...]:
@@ -95,6 +105,9 @@ class MatchResult:
     evidence: Evidence = Evidence()
     matched_at: datetime | None = None
     file_size: int | None = None  # the found file's size when matched: a change means match again
+    rejected: tuple[Rejection, ...] = ()  # same-named files ruled out, with their evidence
+    # made while part of TARGET could not be read: the next run matches it again
+    provisional: bool = False
 
     @classmethod
     def found(
@@ -106,12 +119,21 @@ class MatchResult:
         candidates: tuple[str, ...] = (),
         matched_at: datetime | None = None,
         file_size: int | None = None,
+        rejected: tuple[Rejection, ...] = (),
     ) -> MatchResult:
-        return cls(Status.FOUND, path, method, confidence, candidates or (path,), evidence, matched_at, file_size)
+        return cls(
+            Status.FOUND, path, method, confidence, candidates or (path,), evidence, matched_at, file_size, rejected
+        )
 
     def summary(self) -> MatchSummary:
         return MatchSummary(
-            self.status._value_, self.path, self.method, self.confidence.label, self.file_size, len(self.candidates)
+            self.status._value_,
+            self.path,
+            self.method,
+            self.confidence.label,
+            self.file_size,
+            len(self.candidates),
+            self.provisional,
         )
 
     @classmethod

@@ -15,7 +15,9 @@ Options:
   --album=ID        Only the assets of this album (its UUID), other users' shared assets included.
   --env=FILE        Read IMMICH_INSTANCE_URL and IMMICH_API_KEY from FILE [default: ./.env];
                     variables already in the environment win.
-  --verify          Hash each found file: its SHA1 confirms the match (exact) or demotes it (low).
+  --verify          Hash the file of every found uploaded asset, unchanged ones included: equal bytes
+                    make the match exact, other bytes demote it (low, or not found when its date
+                    disagrees too); external assets are verified by their path.
   --partners        Also cache partners' assets shared into your timeline.
   -v --verbose      Show each asset's AUDIT line and details on stderr; tracebacks on errors.
   -q --quiet        Print only errors (the AUDIT log file is still written).
@@ -81,6 +83,14 @@ def parse_iso_datetime(option: str, text: str) -> datetime:
     )
 
 
+def unreadable_text(result: ExtractResult) -> str:
+    shown = ", ".join(result.unreadable[:3]) + (", ..." if len(result.unreadable) > 3 else "")
+    return (
+        f"{len(result.unreadable)} parts of TARGET could not be read ({shown}); matches made without "
+        "them are provisional and the next run matches them again"
+    )
+
+
 def summary_text(result: ExtractResult, cache_path: str) -> str:
     by_status = ", ".join(f"{k} {v}" for k, v in sorted(result.by_status.items())) or "none"
     by_conf = ", ".join(f"{k} {v}" for k, v in sorted(result.by_confidence.items())) or "none"
@@ -95,8 +105,20 @@ def summary_text(result: ExtractResult, cache_path: str) -> str:
         f"  methods:    {by_method}",
         f"  library:    {result.files_scanned} files scanned; {result.albums} albums, {result.tags} tags",
     ]
+    if result.verified:
+        lines.append(
+            f"  verified:   {result.confirmed} confirmed (same bytes, or an external asset's path), "
+            f"{result.demoted} demoted (other bytes)"
+        )
+    if result.reassigned:
+        lines.append(
+            f"  settled:    {result.reassigned} matches changed after the listing (files claimed twice, "
+            "learned library roots)"
+        )
     if result.claimed_twice:
         lines.append(f"  warning:    {len(result.claimed_twice)} files are matched by more than one asset")
+    if result.unreadable:
+        lines.append(f"  warning:    {unreadable_text(result)}")
     lines.append(
         f"  saved to   {cache_path}"
         if result.saved
@@ -172,6 +194,8 @@ def main(argv: list[str] | None = None, *, exit_when_done: bool = False) -> int:
                 gc.enable()  # of a process that is about to end
         text = summary_text(result, cache_path)
         log.log(AUDIT, "summary: %s", result.summary())
+        if quiet and result.unreadable:  # said even with -q: the run saw only part of TARGET
+            print(f"{PROG}: warning: {unreadable_text(result)}", file=sys.stderr)
         if not quiet:
             print(text)
             print(f"  log:        {log_path}")

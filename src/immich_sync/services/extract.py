@@ -15,13 +15,22 @@ from datetime import datetime
 from itertools import islice
 from typing import Any, Protocol, TypeVar
 
-from attrs import define, field, frozen
+from attrs import define, evolve, field, frozen
 
 from ..audit import audit_line, log_audit
 from ..domain.cache import CacheNode, ImmichCache, Upsert, is_newer
 from ..domain.library import LibraryIndex
-from ..domain.match import Status
-from ..domain.matcher import MatchPolicy, files_to_date, match_asset, needs_rematch
+from ..domain.match import MatchResult, MatchSummary, Status
+from ..domain.matcher import (
+    LibraryRoots,
+    MatchPolicy,
+    VerifyOutcome,
+    claim_rank,
+    files_to_date,
+    match_asset,
+    needs_rematch,
+    verify_match,
+)
 from ..domain.timestamps import format_instant, parse_instant
 from ..ports import CacheRepository, Groups, ImmichSource, LibraryReader
 
@@ -93,6 +102,11 @@ class ExtractResult:
     tags: int = 0
     files_scanned: int = 0
     claimed_twice: dict[str, list[str]] = field(factory=dict)
+    unreadable: tuple[str, ...] = ()  # parts of TARGET the walk could not read
+    confirmed: int = 0  # --verify: found files whose SHA1 equals the checksum (or whose path decided)
+    demoted: int = 0  # --verify: found files with other bytes (low, or not found)
+    reassigned: int = 0  # matches changed after the listing: files claimed twice, learned library roots
+    verified: bool = False  # the run was asked to --verify
     resumed: bool = False
     saved: bool = False  # the cache file was written (a run that changed nothing leaves it as it was)
     server_version: str = ""
@@ -116,6 +130,10 @@ class ExtractResult:
             "tags": self.tags,
             "filesScanned": self.files_scanned,
             "claimedTwice": len(self.claimed_twice),
+            "unreadable": list(self.unreadable),
+            "verifiedConfirmed": self.confirmed,
+            "verifiedDemoted": self.demoted,
+            "reassigned": self.reassigned,
             "resumed": self.resumed,
             "durationSeconds": round(self.duration, 3),
         }
@@ -139,21 +157,30 @@ def run_extract(
     command line writes them straight into its log file)."""
     progress = progress or NoProgress()
     started = time.monotonic()
-    result = ExtractResult()
+    result = ExtractResult(verified=request.verify)
     with repo.lock():
         progress.stage("scanning", None)
         with _Background(request, source, library, rerun=not request.clear and repo.exists()) as background:
             cache, as_loaded = _open(request, repo, source, result)
             index = background.scan.result()
-            result.files_scanned = len(index)
+            result.files_scanned, result.unreadable = len(index), index.unreadable
             progress.advance(len(index))
             log.info("scanned %s: %d candidate files", request.target, len(index))
+            if index.unreadable:
+                log.warning(
+                    "%d parts of %s could not be read (%s): matches made now are provisional and "
+                    "the next run matches them again",
+                    len(index.unreadable),
+                    request.target,
+                    ", ".join(index.unreadable[:3]) + (", ..." if len(index.unreadable) > 3 else ""),
+                )
             progress.stage("fetching and matching", source.count_assets(**request.filters))
             checkpoints = _Checkpoints(repo, cache, request, progress)
             policy = MatchPolicy(verify=request.verify)
             decide = _Decide(cache, index, library, policy, now, result, audit, checkpoints.settle)
             seen = decide.rerun(background) if background.rerun else decide.first_run(background.first)
             log.info("fetched and matched %d assets", result.fetched)
+            decide.resolve(full=request.is_full)
             albums, tags = background.groups()
             log.info("album and tag membership fetched")
         _apply(cache, albums, tags, seen, request, now, result)
@@ -275,6 +302,7 @@ class _Decide:
         self.cache, self.index, self.library, self.policy = cache, index, library, policy
         self.now, self.result, self.audit, self.settle = now, result, audit, settle
         self.seen: set[str] = set()
+        self.deferred: list[str] = []  # external assets not found by their path alone: see `resolve`
 
     def first_run(self, listing: _ListingAhead) -> set[str]:
         for raw in _announced_ahead(listing.batches(), self._announce):
@@ -302,6 +330,110 @@ class _Decide:
                 len(wanted),
             )
         return self.seen
+
+    def _verify(self, node: CacheNode, now: Callable[[], datetime]) -> MatchSummary | None:
+        """--verify: hash the found file (`verify_match`) and count what it showed."""
+        assert node.match is not None
+        checked, outcome = verify_match(node.match, node.asset, self.library, now())
+        if outcome is VerifyOutcome.CONFIRMED:
+            self.result.confirmed += 1
+        elif outcome is VerifyOutcome.DEMOTED:
+            self.result.demoted += 1
+        self.cache.set_match(node.id, checked)
+        return node.match_summary()
+
+    def resolve(self, *, full: bool) -> None:
+        """After the listing, what one asset at a time cannot decide: external assets whose path
+        tail did not decide, matched again with the library roots the others taught (`LibraryRoots`),
+        then the files claimed by two assets (`_settle_claims`)."""
+        if self.deferred:
+            roots = self._learn_roots()
+            if roots.pairs:
+                log.info("learned %d external library roots under TARGET", len(roots.pairs))
+                for asset_id in self.deferred:
+                    node = self.cache.get(asset_id)
+                    assert node is not None
+                    self._rematch(
+                        node,
+                        match_asset(node.asset, self.index, self.library, self.policy, self.now(), roots=roots),
+                        "matched again by a learned library root",
+                    )
+        self._settle_claims(full)
+
+    def _learn_roots(self) -> LibraryRoots:
+        decided = []
+        for node in self.cache:
+            summary = node.match_summary()
+            if summary is None or summary.method != "path" or summary.path is None or node.gone_since is not None:
+                continue
+            file = self.index.get(summary.path)
+            if file is not None and node.asset.original_path and node.asset.is_external:
+                decided.append((node.asset.original_path, file.relative))
+        return LibraryRoots.learn(decided)
+
+    def _settle_claims(self, full: bool) -> None:
+        """A file claimed by two live assets stays with the one whose evidence is strictly the
+        strongest (`claim_rank`); the others are matched again without it. When the strongest are
+        equal, none keeps it: each is ambiguous, with the file as its candidate. A few rounds, as
+        an asset matched again may land on another claimed file."""
+        for _ in range(3):
+            claimed = self.cache.index.claimed_paths()
+            if not claimed:
+                return
+            for path, ids in claimed.items():
+                # live claimants only: a full run is about to mark the assets it did not see as gone
+                nodes = [
+                    n
+                    for n in map(self.cache.get, ids)
+                    if n is not None and n.gone_since is None and (not full or n.id in self.seen)
+                ]
+                if len(nodes) < 2:
+                    continue
+                ranks = {n.id: claim_rank(n.match, n.asset) for n in nodes if n.match is not None}
+                best = max(ranks.values())
+                leaders = [n for n in nodes if ranks.get(n.id) == best]
+                for node in nodes:
+                    match = node.match
+                    assert match is not None
+                    if len(leaders) == 1 and node is leaders[0]:
+                        continue
+                    if node in leaders:
+                        tied = MatchResult.ambiguous((path,), f"{match.method}+shared", match.evidence, self.now())
+                        self._rematch(
+                            node,
+                            evolve(tied, provisional=match.provisional),
+                            f"its file is claimed as strongly by {len(leaders) - 1} other asset(s)",
+                        )
+                    else:
+                        again = match_asset(
+                            node.asset, self.index, self.library, self.policy, self.now(), exclude={path}
+                        )
+                        self._rematch(node, again, "its file went to an asset with stronger evidence")
+
+    def _rematch(self, node: CacheNode, match: MatchResult, why: str) -> None:
+        """Replace a match decided earlier in this run (or kept from an earlier one), keeping the
+        counts true and saying so in the AUDIT log."""
+        before = node.match_summary()
+        self.cache.set_match(node.id, match)
+        after = node.match_summary()
+        if after == before:
+            return
+        result = self.result
+        result.reassigned += 1
+        if node.id in self.seen and before is not None:
+            result.by_status[before.status] -= 1
+            result.by_method[before.method] -= 1
+            if before.status == Status.FOUND:
+                result.by_confidence[before.confidence] -= 1
+        if after is not None and (node.id in self.seen):
+            result.by_status[after.status] += 1
+            result.by_method[after.method] += 1
+            if after.status == Status.FOUND:
+                result.by_confidence[after.confidence] += 1
+        for counter in (result.by_status, result.by_method, result.by_confidence):
+            for key in [k for k, v in counter.items() if v <= 0]:
+                del counter[key]
+        self.audit(audit_line(node.id, node.asset.original_file_name, after, why))
 
     def _announce(self, batch: list[dict[str, Any]]) -> None:
         self.library.prefetch(_dates_wanted(batch, self.cache, self.index))
@@ -339,8 +471,12 @@ class _Decide:
             self.cache.set_match(node.id, match_asset(node.asset, self.index, self.library, self.policy, now()))
             result.matched += 1
             match = node.match_summary()
+            if match is not None and match.status != Status.FOUND and node.asset.is_external:
+                self.deferred.append(node.id)
         else:
             note = "unchanged, match kept"
+        if self.policy.verify and match is not None and match.status == Status.FOUND:
+            match = self._verify(node, now)
         if match is not None:
             result.by_status[match.status] += 1
             result.by_method[match.method] += 1
