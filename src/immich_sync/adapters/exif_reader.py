@@ -4,7 +4,8 @@ piexif parses a raw EXIF (TIFF) block; this module only has to find that block i
 JPEG (APP1), TIFF and TIFF-based raw (DNG, CR2, NEF, ARW, RW2, ORF, PEF), WebP (the RIFF `EXIF`
 chunk), PNG (eXIf chunk), HEIC/HEIF/AVIF (the `Exif` item of the ISO-BMFF `meta` box), Canon
 CR3 (the CMT2 box) and Fujifilm RAF (its embedded JPEG). QuickTime/MP4 video has no EXIF: its
-`mvhd` creation time (UTC, which is how Immich reads video dates) is used. Only the needed bytes
+dates are read as Immich reads them (`_quicktime_date`: Keys:CreationDate with its offset, then
+`©day`, then the `mvhd` time as UTC). Only the needed bytes
 are read: the first 128 KiB, more only when an EXIF offset points further. Anything unreadable
 or corrupt gives None, never an exception.
 """
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 HEAD = 128 * 1024  # a JPEG's EXIF segment is at most 64 KiB and comes first; TIFF IFDs are near the start
 MAX_TIFF_READ = 64 * 1024 * 1024  # a raw file whose EXIF reaches further than this is not worth reading
 _QT_EPOCH = datetime(1904, 1, 1)
+_QT_FIRST_BOXES = {b"moov", b"wide", b"mdat", b"free", b"skip", b"pnot"}
 _CR3_UUID = bytes.fromhex("85c0b687820f11e08111f4ce462b6a48")
 _DATE = re.compile(rb"(\d{4})[:\-](\d{2})[:\-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
 _OFFSET = re.compile(rb"([+\-])(\d{2}):?(\d{2})")
@@ -69,6 +71,8 @@ def _read(handle: BinaryIO) -> CaptureTime | None:
     if head[:8] == b"\x89PNG\r\n\x1a\n":
         return _from_tiff(_png_exif(head, handle))
     if head[4:8] == b"ftyp":
+        return _from_bmff(head, handle)
+    if head[4:8] in _QT_FIRST_BOXES:  # an older QuickTime movie, without ftyp
         return _from_bmff(head, handle)
     if head[:16] == b"FUJIFILMCCD-RAW ":
         return _raf(handle)
@@ -220,7 +224,7 @@ def _from_bmff(head: bytes, handle: BinaryIO) -> CaptureTime | None:
         if found is not None:
             return found
     if moov is not None:
-        return _quicktime_created(handle, *moov)
+        return _quicktime_date(handle, *moov)
     return None
 
 
@@ -342,16 +346,135 @@ def _raf(handle: BinaryIO) -> CaptureTime | None:
     return _from_tiff(_jpeg_exif(handle.read(HEAD)))
 
 
-def _quicktime_created(handle: BinaryIO, start: int, end: int) -> CaptureTime | None:
-    found = _child(handle, start, end, b"mvhd")
-    if found is None:
-        return None
-    handle.seek(found[0])
+_QT_DATE = re.compile(
+    rb"^\s*(\d{4})[:\-](\d{2})[:\-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?\s*(Z|[+\-]\d{2}:?\d{2})?"
+)
+_APPLE_CREATION_DATE = b"com.apple.quicktime.creationdate"
+_DAY = b"\xa9day"
+_MAX_META = 1 << 20  # a metadata box larger than this is not read
+
+
+def _quicktime_date(handle: BinaryIO, start: int, end: int) -> CaptureTime | None:
+    """A QuickTime/MP4 video's capture time as Immich reads it:
+
+    1. `Keys:CreationDate` (`com.apple.quicktime.creationdate` in moov/meta: a `keys` box naming
+       the keys and an `ilst` holding their values), local time with its offset, as every iPhone
+       writes it (live-photo video parts too);
+    2. `©day` in moov/udta (QuickTime user data: a text with a 16-bit length and language, or an
+       iTunes-style `data` atom; also inside udta/meta/ilst), which some Android phones and
+       cameras write, with its offset when it has one;
+    3. the `mvhd` creation time, a UTC instant, taken as UTC (Immich's `CreateDate`), only when
+       neither says more.
+    """
+    created = day = None
+    mvhd: CaptureTime | None = None
+    for kind, payload, box_end in _boxes(handle, start, end):
+        if kind == b"mvhd":
+            mvhd = _mvhd_time(handle, payload)
+        elif kind == b"meta" and created is None:
+            created = _keys_value(handle, payload, box_end, _APPLE_CREATION_DATE)
+        elif kind == b"udta" and day is None:
+            day = _udta_day(handle, payload, box_end)
+    for text, source in ((created, "QuickTime:CreationDate"), (day, "QuickTime:ContentCreateDate")):
+        found = _qt_text_date(text, source)
+        if found is not None:
+            return found
+    return mvhd
+
+
+def _mvhd_time(handle: BinaryIO, payload: int) -> CaptureTime | None:
+    handle.seek(payload)
     body = handle.read(12)
+    if len(body) < 8:
+        return None
     seconds = struct.unpack(">Q", body[4:12])[0] if body[0] == 1 else struct.unpack(">I", body[4:8])[0]
     if seconds == 0:
         return None
     return CaptureTime(local=_QT_EPOCH + timedelta(seconds=seconds), offset_minutes=0, source="QuickTime:CreateDate")
+
+
+def _qt_text_date(text: bytes | None, source: str) -> CaptureTime | None:
+    """`2023-07-14T08:38:00+0200` (or `:`-separated, or with `Z`): the wall-clock time and its offset."""
+    if not text:
+        return None
+    found = _QT_DATE.match(text)
+    if not found:
+        return None
+    try:
+        year, month, day, hour, minute, second = (int(part) for part in found.groups()[:6])
+        local = datetime(year, month, day, hour, minute, second)
+    except ValueError:
+        return None
+    zone = found.group(7)
+    offset = 0 if zone == b"Z" else _parse_offset(zone)
+    return CaptureTime(local=local, offset_minutes=offset, source=source)
+
+
+def _meta_children_start(handle: BinaryIO, payload: int) -> int:
+    """QuickTime's `meta` is a plain box, ISO/iTunes' a full box (4 bytes of version and flags)."""
+    handle.seek(payload)
+    head = handle.read(8)
+    return payload if head[4:8] in (b"hdlr", b"keys", b"ilst") else payload + 4
+
+
+def _keys_value(handle: BinaryIO, payload: int, end: int, wanted: bytes) -> bytes | None:
+    """The value of one key (`mdta` namespace) in a QuickTime `meta` box: `keys` lists the key
+    names, and `ilst` holds an item per key, typed by the key's 1-based index."""
+    start = _meta_children_start(handle, payload)
+    keys: dict[int, bytes] = {}
+    ilst: tuple[int, int] | None = None
+    for kind, body, box_end in _boxes(handle, start, end):
+        if kind == b"keys":
+            handle.seek(body)
+            data = handle.read(min(box_end - body, _MAX_META))
+            count = struct.unpack(">I", data[4:8])[0] if len(data) >= 8 else 0
+            pos = 8
+            for index in range(1, count + 1):
+                if pos + 8 > len(data):
+                    break
+                size = struct.unpack(">I", data[pos : pos + 4])[0]
+                if size < 8:
+                    break
+                keys[index] = data[pos + 8 : pos + size]
+                pos += size
+        elif kind == b"ilst":
+            ilst = (body, box_end)
+    wanted_index = next((index for index, name in keys.items() if name == wanted), None)
+    if wanted_index is None or ilst is None:
+        return None
+    for kind, body, box_end in _boxes(handle, *ilst):
+        if int.from_bytes(kind, "big") == wanted_index:
+            return _data_atom(handle, body, box_end)
+    return None
+
+
+def _data_atom(handle: BinaryIO, start: int, end: int) -> bytes | None:
+    """The value of an item's `data` atom (type indicator and locale, then the value)."""
+    for kind, body, box_end in _boxes(handle, start, end):
+        if kind == b"data":
+            handle.seek(body)
+            data = handle.read(min(box_end - body, _MAX_META))
+            return data[8:] if len(data) > 8 else None
+    return None
+
+
+def _udta_day(handle: BinaryIO, start: int, end: int) -> bytes | None:
+    for kind, body, box_end in _boxes(handle, start, end):
+        if kind == _DAY:
+            handle.seek(body)
+            data = handle.read(min(box_end - body, _MAX_META))
+            if data[4:8] == b"data":  # iTunes style
+                return _data_atom(handle, body, box_end)
+            if len(data) >= 4:  # QuickTime user-data text: length, language, text
+                length = struct.unpack(">H", data[:2])[0]
+                return data[4 : 4 + length]
+        elif kind == b"meta":
+            for sub, sub_body, sub_end in _boxes(handle, _meta_children_start(handle, body), box_end):
+                if sub == b"ilst":
+                    for item, item_body, item_end in _boxes(handle, sub_body, sub_end):
+                        if item == _DAY:
+                            return _data_atom(handle, item_body, item_end)
+    return None
 
 
 def _date_in(ifd: dict) -> CaptureTime | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import struct
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -147,3 +148,62 @@ def write_library(root: str, specs: list[tuple[str, datetime | None, int]]) -> l
             handle.write(data)
         written.append((path, data))
     return written
+
+
+# --- QuickTime / MP4 movies built atom by atom (Apple's QuickTime File Format: moov/mvhd,
+# moov/meta with hdlr `mdta`, `keys` and `ilst`, and moov/udta user data), for the video-date tests
+
+
+def qt_box(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+def qt_full_box(kind: bytes, payload: bytes, version: int = 0) -> bytes:
+    return qt_box(kind, bytes([version, 0, 0, 0]) + payload)
+
+
+def qt_mvhd(created_utc: datetime | None) -> bytes:
+    """A version-0 movie header whose creation time is `created_utc` (seconds since 1904, UTC)."""
+    seconds = 0 if created_utc is None else int((created_utc - datetime(1904, 1, 1)).total_seconds())
+    return qt_full_box(b"mvhd", struct.pack(">IIII", seconds, seconds, 600, 600) + b"\x00" * 80)
+
+
+def qt_keys_meta(items: dict[str, str], *, full_box: bool = False) -> bytes:
+    """moov/meta as iPhones write it: `keys` names each item (namespace `mdta`), `ilst` holds the
+    values, item N for key N, each in a `data` atom of type 1 (UTF-8). `full_box` writes the
+    ISO/iTunes form of `meta` (with version and flags), as some MP4 writers do."""
+    hdlr = qt_full_box(b"hdlr", b"\x00\x00\x00\x00mdta" + b"\x00" * 12 + b"\x00")
+    names = list(items)
+    keys = qt_full_box(
+        b"keys",
+        struct.pack(">I", len(names))
+        + b"".join(struct.pack(">I", 8 + len(n.encode())) + b"mdta" + n.encode() for n in names),
+    )
+    ilst = qt_box(
+        b"ilst",
+        b"".join(
+            qt_box(struct.pack(">I", i), qt_box(b"data", struct.pack(">II", 1, 0) + items[n].encode()))
+            for i, n in enumerate(names, start=1)
+        ),
+    )
+    body = hdlr + keys + ilst
+    return qt_box(b"meta", (b"\x00\x00\x00\x00" + body) if full_box else body)
+
+
+def qt_udta_day(text: str, *, itunes: bool = False) -> bytes:
+    """moov/udta with a `©day`: QuickTime user-data text (16-bit length, language, text), or the
+    iTunes form udta/meta/hdlr+ilst/©day/data that Android's and ffmpeg's MP4 writers use."""
+    if itunes:
+        day = qt_box(b"\xa9day", qt_box(b"data", struct.pack(">II", 1, 0) + text.encode()))
+        hdlr = qt_full_box(b"hdlr", b"\x00\x00\x00\x00mdirappl" + b"\x00" * 9)
+        return qt_box(b"udta", qt_full_box(b"meta", hdlr + qt_box(b"ilst", day)))
+    return qt_box(b"udta", qt_box(b"\xa9day", struct.pack(">HH", len(text.encode()), 0x55C4) + text.encode()))
+
+
+def movie_bytes(*moov_children: bytes, brand: bytes = b"qt  ", mdat_first: bool = False, padding: int = 0) -> bytes:
+    """A movie: ftyp (none when `brand` is empty, as in old QuickTime files), moov, and an mdat of
+    `padding` bytes (before moov when `mdat_first`, as cameras that write the index last do)."""
+    ftyp = qt_box(b"ftyp", brand + b"\x00\x00\x02\x00" + brand) if brand else b""
+    moov = qt_box(b"moov", b"".join(moov_children))
+    mdat = qt_box(b"mdat", b"\x00" * padding)
+    return ftyp + (mdat + moov if mdat_first else moov + mdat)
