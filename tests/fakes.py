@@ -115,6 +115,7 @@ class FakeLibrary:
         self.date_reads: list[str] = []
         self.hash_reads: list[str] = []
         self.prefetched: list[str] = []
+        self.unreadable: list[str] = []  # folders (absolute) an outage hides from the next scan
 
     def add(self, relative: str, size: int, taken: datetime | None = None, sha1: str | None = None) -> str:
         path = f"{self.root}/{relative}"
@@ -122,7 +123,13 @@ class FakeLibrary:
         return path
 
     def scan(self, root: str) -> LibraryIndex:
-        return LibraryIndex.from_files(root, [LibraryFile(p, rel, size) for p, (rel, size, _, _) in self.files.items()])
+        hidden = [u.rstrip("/") + "/" for u in self.unreadable]
+        files = [
+            LibraryFile(p, rel, size)
+            for p, (rel, size, _, _) in self.files.items()
+            if not any(p.startswith(h) for h in hidden)
+        ]
+        return LibraryIndex.from_files(root, files, self.unreadable)
 
     def index(self) -> LibraryIndex:
         return self.scan(self.root)

@@ -340,3 +340,145 @@ def test_a_changed_asset_the_whole_listing_leaves_out_stays_as_cached_and_not_go
     node = repo.load().get(changed["id"])
     assert result.fetched == 3 and node.gone_since is None
     assert node.asset_raw["updatedAt"] == assets[0]["updatedAt"]
+
+
+# --- issue 14: an outage never leaves a wrong match behind
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+D2023, D2024 = datetime(2023, 7, 14, 10, 0), datetime(2024, 7, 14, 10, 0)
+
+
+def outage_world():
+    """The case a new user hit: 2024/07 unreadable for one run, the 2024 IMG_0001.JPG asset was
+    matched to 2023/07/IMG_0001.JPG and every later run kept that wrong match."""
+    lib = FakeLibrary()
+    lib.add("2023/07/IMG_0001.JPG", 120, D2023, "sum-2023")
+    lib.add("2024/07/IMG_0001.JPG", 100, D2024, "sum-2024")
+    a2023 = {
+        **make_asset(
+            owner_id="me",
+            name="IMG_0001.JPG",
+            taken=D2023,
+            size=120,
+            checksum="sum-2023",
+            updated_at=datetime(2026, 1, 1, tzinfo=UTC),
+        ),
+        "id": "a2023",
+    }
+    a2024 = {
+        **make_asset(
+            owner_id="me",
+            name="IMG_0001.JPG",
+            taken=D2024,
+            size=100,
+            checksum="sum-2024",
+            updated_at=datetime(2026, 1, 1, tzinfo=UTC),
+        ),
+        "id": "a2024",
+    }
+    return lib, FakeSource([a2023, a2024]), InMemoryCacheRepository()
+
+
+def test_an_outage_never_leaves_a_wrong_match_behind():
+    lib, source, repo = outage_world()
+    lib.unreadable = ["/lib/2024/07"]
+    during = run(lib, source, repo)
+    cache = repo.load()
+    assert during.unreadable == ("/lib/2024/07",)
+    assert cache.get("a2023").match.path == "/lib/2023/07/IMG_0001.JPG"
+    wrong = cache.get("a2024").match
+    assert wrong.status == "not_found" and wrong.provisional  # rejected: another date and other bytes
+    assert [r.path for r in wrong.rejected] == ["/lib/2023/07/IMG_0001.JPG"]
+    lib.unreadable = []
+    after = run(lib, source, repo)
+    cache = repo.load()
+    assert after.rematched >= 2 and after.unreadable == ()
+    assert cache.get("a2024").match.path == "/lib/2024/07/IMG_0001.JPG" and not cache.get("a2024").match.provisional
+    assert cache.get("a2023").match.path == "/lib/2023/07/IMG_0001.JPG" and not cache.get("a2023").match.provisional
+
+
+def test_a_match_kept_from_before_the_outage_is_not_undone_by_it():
+    lib, source, repo = outage_world()
+    run(lib, source, repo)
+    lib.unreadable = ["/lib/2024/07"]
+    during = run(lib, source, repo)
+    assert repo.load().get("a2024").match.path == "/lib/2024/07/IMG_0001.JPG"  # its folder is away, not its file
+    assert during.unreadable == ("/lib/2024/07",)
+
+
+def test_verify_hashes_unchanged_found_files_too_and_counts(world):
+    lib, source, repo, assets = world
+    source.assets[assets[3]["id"]]["checksum"] = "gone-sum"  # not a copy of a.jpg (all others share "c")
+    run(lib, source, repo)
+    lib.files["/lib/2024/a.jpg"] = ("2024/a.jpg", 100, TAKEN, "c")  # the asset's checksum: same bytes
+    lib.files["/lib/2024/b.jpg"] = ("2024/b.jpg", 100, TAKEN, "edited")
+    result = run(lib, source, repo, verify=True)
+    cache = repo.load()
+    assert (result.confirmed, result.demoted) == (1, 1) and result.verified
+    assert cache.get(assets[0]["id"]).match.confidence.label == "exact"
+    assert cache.get(assets[1]["id"]).match.confidence.label == "low"
+    assert result.rematched == 2  # dup.jpg (ambiguous) and gone.jpg (not found); a and b were kept, then hashed
+
+
+NAMES = st.sampled_from(["IMG_0001.JPG", "IMG_0002.JPG"])
+ASSETS = st.lists(
+    st.tuples(NAMES, st.sampled_from([D2023, D2024]), st.sampled_from([100, 120])), min_size=1, max_size=5
+)
+FILES = st.lists(st.tuples(st.sampled_from(["2023/07", "2024/07", "x"]), NAMES, st.integers(0, 4)), max_size=6)
+
+
+def random_world(assets, files):
+    lib = FakeLibrary()
+    raws = []
+    for n, (name, taken, size) in enumerate(assets):
+        raws.append(
+            {
+                **make_asset(
+                    owner_id="me",
+                    name=name,
+                    taken=taken,
+                    size=size,
+                    checksum=f"s{n}",
+                    updated_at=datetime(2026, 1, 1, tzinfo=UTC),
+                ),
+                "id": f"id{n}",
+            }
+        )
+    for folder, name, copy_of in files:
+        if copy_of < len(assets):  # a copy of asset `copy_of`: its date, size and bytes
+            _, taken, size = assets[copy_of]
+            lib.add(f"{folder}/{name}", size, taken, f"s{copy_of}")
+        else:
+            lib.add(f"{folder}/{name}", 90, None, "unrelated")
+    return lib, FakeSource(raws)
+
+
+def outcome(repo):
+    return {node.id: (node.match.status, node.match.path) for node in repo.load()}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ASSETS, FILES, st.sampled_from(["/lib/2023/07", "/lib/2024/07", "/lib/x"]))
+def test_a_run_after_an_outage_equals_a_run_without_one(assets, files, hidden):
+    lib, source = random_world(assets, files)
+    clean = InMemoryCacheRepository()
+    run(lib, source, clean)
+    for before_outage in (False, True):
+        repo = InMemoryCacheRepository()
+        if before_outage:
+            run(lib, source, repo)
+        lib.unreadable = [hidden]
+        run(lib, source, repo)
+        lib.unreadable = []
+        run(lib, source, repo)
+        assert outcome(repo) == outcome(clean)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ASSETS, FILES)
+def test_no_file_is_claimed_by_two_assets_after_a_run(assets, files):
+    lib, source = random_world(assets, files)
+    repo = InMemoryCacheRepository()
+    result = run(lib, source, repo)
+    assert result.claimed_twice == {} and repo.load().index.claimed_paths() == {}

@@ -11,8 +11,16 @@ from hypothesis import strategies as st
 from fakes import FakeLibrary
 from immich_sync.domain.asset import Asset
 from immich_sync.domain.library import CaptureTime, LibraryFile, LibraryIndex
-from immich_sync.domain.match import Check, Confidence, DateEvidence, Status
-from immich_sync.domain.matcher import MatchPolicy, compare_dates, match_asset, needs_rematch, verify_match
+from immich_sync.domain.match import Check, Confidence, DateEvidence, Evidence, MatchResult, Status
+from immich_sync.domain.matcher import (
+    LibraryRoots,
+    MatchPolicy,
+    VerifyOutcome,
+    compare_dates,
+    match_asset,
+    needs_rematch,
+    verify_match,
+)
 
 TAKEN = datetime(2024, 7, 14, 10, 30, 15)
 
@@ -384,3 +392,224 @@ def test_library_index_is_sorted_by_path():
         "/lib", [LibraryFile("/lib/b/x.jpg", "b/x.jpg", 1), LibraryFile("/lib/a/X.JPG", "a/X.JPG", 2)]
     )
     assert [f.path for f in index.named("x.jpg")] == ["/lib/a/X.JPG", "/lib/b/x.jpg"]
+
+
+# --- issue 14: right, or honestly unsure
+OTHER_YEAR = datetime(2023, 7, 14, 10, 30, 15)
+
+
+@pytest.mark.parametrize(
+    "files,status,path,method,confidence,rejected",
+    [
+        pytest.param(
+            [("2023/07/IMG_0001.JPG", 1200, OTHER_YEAR, "sum-2023")],
+            Status.NOT_FOUND,
+            None,
+            "filename+checksum+rejected",
+            Confidence.NONE,
+            ["/lib/2023/07/IMG_0001.JPG"],
+            id="outage-the-only-same-named-file-has-another-date-and-other-bytes",
+        ),
+        pytest.param(
+            [("2023/07/IMG_0001.JPG", 1000, OTHER_YEAR, "sum-a")],
+            Status.FOUND,
+            "/lib/2023/07/IMG_0001.JPG",
+            "filename+checksum",
+            Confidence.EXACT,
+            [],
+            id="date-edited-in-immich-same-bytes-found-exact",
+        ),
+        pytest.param(
+            [("2023/07/IMG_0001.JPG", 1200, OTHER_YEAR, None)],
+            Status.FOUND,
+            "/lib/2023/07/IMG_0001.JPG",
+            "filename",
+            Confidence.LOW,
+            [],
+            id="date-differs-bytes-unreadable-stays-low",
+        ),
+        pytest.param(
+            [("2022/IMG_0001.JPG", 1100, datetime(2022, 1, 1), "x"), ("2023/IMG_0001.JPG", 1200, OTHER_YEAR, "y")],
+            Status.NOT_FOUND,
+            None,
+            "filename+checksum+rejected",
+            Confidence.NONE,
+            ["/lib/2022/IMG_0001.JPG", "/lib/2023/IMG_0001.JPG"],
+            id="every-candidate-contradicted-is-not-found-not-ambiguous",
+        ),
+        pytest.param(
+            [("2022/IMG_0001.JPG", 1100, datetime(2022, 1, 1), "x"), ("2023/IMG_0001.JPG", 1000, OTHER_YEAR, "sum-a")],
+            Status.FOUND,
+            "/lib/2023/IMG_0001.JPG",
+            "filename+checksum",
+            Confidence.EXACT,
+            ["/lib/2022/IMG_0001.JPG"],
+            id="dates-all-differ-the-bytes-pick-one",
+        ),
+        pytest.param(
+            [("2022/IMG_0001.JPG", 1100, datetime(2022, 1, 1), "x"), ("renamed/holiday.jpg", 1000, None, "sum-a")],
+            Status.FOUND,
+            "/lib/renamed/holiday.jpg",
+            "checksum+rejected",
+            Confidence.EXACT,
+            ["/lib/2022/IMG_0001.JPG"],
+            id="contradicted-name-then-the-renamed-copy",
+        ),
+        pytest.param(
+            [
+                ("a/IMG_0001.JPG", 1000, TAKEN, "x"),
+                ("b/IMG_0001.JPG", 1000, TAKEN, "y"),
+                ("c/IMG_0001.JPG", 1300, OTHER_YEAR, "z"),
+            ],
+            Status.AMBIGUOUS,
+            None,
+            "filename+exif_date",
+            Confidence.NONE,
+            [],
+            id="ambiguous-means-two-still-possible",
+        ),
+    ],
+)
+def test_contradicted_candidates(files, status, path, method, confidence, rejected):
+    lib = FakeLibrary()
+    for rel, size, taken, digest in files:
+        lib.add(rel, size, taken, digest)
+    result = run(asset(), lib)
+    assert (result.status, result.path, result.method, result.confidence) == (status, path, method, confidence)
+    assert [r.path for r in result.rejected] == rejected
+    for r in result.rejected:
+        assert r.evidence.date is DateEvidence.DIFFERENT and r.evidence.checksum is Check.DIFFERENT
+    if status is Status.AMBIGUOUS:
+        assert len(result.candidates) >= 2
+
+
+def test_a_file_whose_date_agrees_is_never_hashed():
+    lib = FakeLibrary()
+    lib.add("2024/IMG_0001.JPG", 1000, TAKEN, "sum-a")
+    lib.add("2023/IMG_0001.JPG", 1200, OTHER_YEAR, "sum-b")
+    assert run(asset(), lib).path == "/lib/2024/IMG_0001.JPG" and lib.hash_reads == []
+
+
+def test_external_asset_contradicted_by_date_and_size_is_rejected():
+    ext = asset("IMG_7.JPG", library_id="lib1", original_path="/mnt/x/IMG_7.JPG", checksum="pathhash")
+    lib = FakeLibrary()
+    lib.add("elsewhere/IMG_7.JPG", 5000, OTHER_YEAR, "zz")
+    result = run(ext, lib)
+    assert result.status is Status.NOT_FOUND and [r.path for r in result.rejected] == ["/lib/elsewhere/IMG_7.JPG"]
+    assert lib.hash_reads == []  # a path checksum is never compared with a file's bytes
+
+
+def test_is_external_follows_the_servers_flag_where_it_is_sent():
+    """v1.9x upload libraries: an uploaded asset carries a libraryId with isExternal false."""
+    raw = {"id": "u", "originalFileName": "a.jpg", "libraryId": "upload-lib", "isExternal": False, "checksum": "c"}
+    assert not Asset.from_api(raw).is_external
+    assert Asset.from_api({**raw, "isExternal": True}).is_external
+    assert Asset.from_api({k: v for k, v in raw.items() if k != "isExternal"}).is_external
+
+
+# --- external libraries mirrored under another root
+def external(path: str) -> Asset:
+    return asset(path.rsplit("/", 1)[-1], library_id="lib1", original_path=path, checksum="pathhash")
+
+
+def test_mirrored_external_library_is_matched_by_the_longest_common_tail():
+    lib = FakeLibrary()
+    lib.add("nas/photos/trip/IMG_5195.HEIC", 1000, TAKEN)
+    lib.add("nas/backup/IMG_5195.HEIC", 1000, TAKEN)
+    result = run(external("/mnt/photos/trip/IMG_5195.HEIC"), lib)
+    assert (result.status, result.path, result.method, result.confidence) == (
+        Status.FOUND,
+        "/lib/nas/photos/trip/IMG_5195.HEIC",
+        "path",
+        Confidence.EXACT,
+    )
+
+
+def test_a_tie_of_tails_decides_nothing_by_path():
+    lib = FakeLibrary()
+    lib.add("nas/trip/x.jpg", 1000, TAKEN)
+    lib.add("old/trip/x.jpg", 1000, TAKEN)
+    result = run(external("/mnt/photos/trip/x.jpg"), lib)
+    assert result.status is Status.AMBIGUOUS and result.method != "path"
+
+
+def test_learned_roots_resolve_files_at_the_import_root_and_colliding_tails():
+    roots = LibraryRoots.learn(
+        [("/mnt/photos/trip/a.jpg", "nas/mirror/trip/a.jpg"), ("/mnt/photos/2020/b.jpg", "nas/mirror/2020/b.jpg")]
+    )
+    assert roots.pairs == ((("mnt", "photos"), ("nas", "mirror")),)
+    lib = FakeLibrary()
+    lib.add("nas/mirror/root.jpg", 1000, TAKEN)
+    lib.add("old/root.jpg", 1000, TAKEN)
+    lib.add("nas/mirror/trip/x.jpg", 1000, TAKEN)
+    lib.add("old/trip/x.jpg", 1000, TAKEN)
+    for path, expected in (
+        ("/mnt/photos/root.jpg", "/lib/nas/mirror/root.jpg"),
+        ("/mnt/photos/trip/x.jpg", "/lib/nas/mirror/trip/x.jpg"),
+    ):
+        without = run(external(path), lib)
+        assert without.status is not Status.FOUND or without.method != "path"
+        result = match_asset(external(path), lib.index(), lib, roots=roots)
+        assert (result.status, result.path, result.method) == (Status.FOUND, expected, "path+root")
+
+
+def test_a_root_seen_with_two_local_prefixes_is_not_learned():
+    roots = LibraryRoots.learn([("/mnt/p/a/1.jpg", "x/a/1.jpg"), ("/mnt/p/b/2.jpg", "y/b/2.jpg")])
+    assert roots.pairs == ()
+
+
+# --- --verify
+def test_verify_confirms_demotes_or_rejects():
+    lib = FakeLibrary()
+    lib.add("2024/IMG_0001.JPG", 1000, TAKEN, "sum-a")
+    found = run(asset(), lib)
+    checked, outcome = verify_match(found, asset(), lib)
+    assert outcome is VerifyOutcome.CONFIRMED and checked.confidence is Confidence.EXACT
+    lib.files["/lib/2024/IMG_0001.JPG"] = ("2024/IMG_0001.JPG", 1000, TAKEN, "edited")
+    checked, outcome = verify_match(found, asset(), lib)
+    assert outcome is VerifyOutcome.DEMOTED and checked.confidence is Confidence.LOW
+    wrong_date = MatchResult.found(
+        "/lib/2024/IMG_0001.JPG",
+        "filename",
+        Confidence.MEDIUM,
+        Evidence(name=True, date=DateEvidence.DIFFERENT, size=Check.EQUAL),
+    )
+    checked, outcome = verify_match(wrong_date, asset(), lib)
+    assert outcome is VerifyOutcome.DEMOTED and checked.status is Status.NOT_FOUND
+    assert [r.path for r in checked.rejected] == ["/lib/2024/IMG_0001.JPG"]
+    ext = external("/mnt/photos/trip/RIFF.webp")
+    by_path = MatchResult.found("/lib/trip/RIFF.webp", "path", Confidence.EXACT, Evidence(path=True))
+    assert verify_match(by_path, ext, lib)[1] is VerifyOutcome.CONFIRMED
+
+
+# --- the outage: a match made while part of TARGET was unreadable
+def test_matches_made_with_part_of_target_unreadable_are_provisional_and_kept_files_are_not_gone():
+    lib = FakeLibrary()
+    lib.add("2023/07/IMG_0001.JPG", 1200, OTHER_YEAR, "sum-2023")
+    index = LibraryIndex.from_files("/lib", lib.index().by_path.values(), ["/lib/2024/07"])
+    result = match_asset(asset(), index, lib)
+    assert result.provisional and result.status is Status.NOT_FOUND
+    assert needs_rematch(result.summary(), index)
+    kept = MatchResult.found(
+        "/lib/2024/07/IMG_0001.JPG", "filename", Confidence.HIGH, Evidence(name=True), file_size=1000
+    )
+    assert not needs_rematch(kept.summary(), index)  # its folder could not be read: not gone
+    assert needs_rematch(kept.summary(), lib.index())  # read, and the file is not there: gone
+
+
+# --- properties
+CONTRADICTED = st.tuples(st.sampled_from(["p", "q/r"]), st.integers(1, 3000))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(FILE, max_size=6), st.lists(CONTRADICTED, min_size=1, max_size=3))
+def test_a_contradicted_candidate_never_turns_not_found_into_found(files, extra):
+    lib = library_from(files)
+    before = run(asset(), lib)
+    for n, (folder, size) in enumerate(extra):
+        lib.add(f"{folder}{n}/IMG_0001.JPG", size, OTHER_YEAR, f"other-{n}")
+    after = run(asset(), lib)
+    if before.status is Status.NOT_FOUND:
+        assert after.status is Status.NOT_FOUND
+    if before.status is Status.FOUND:
+        assert after.path == before.path
