@@ -179,3 +179,30 @@ def test_verify_hashes_every_found_file_and_says_what_it_found(env_for, tmp_path
     assert held[edited_id]["match"]["evidence"]["checksum"] == "different"
     assert sorted(n["match"]["confidence"] for n in held.values()) == ["exact", "low"]
     assert "Hash the file of every found uploaded asset" in cli(tmp_path, env, "--help").stdout
+
+
+def find(tmp_path, env, *args):
+    return subprocess.run(
+        [sys.executable, "-c", "from immich_sync.entrypoints.find_cli import run; run()", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_find_filters_by_a_minimum_confidence(env_for, tmp_path):
+    fake, env = env_for()
+    photos, taken = tmp_path / "Photos", datetime(2024, 5, 1, 9, 0)
+    exact_id = uploaded(fake, "IMG_1.JPG", taken, write(photos, "a/IMG_1.JPG", jpeg_bytes(taken, padding=1)))
+    write(photos, "a/IMG_2.JPG", jpeg_bytes(taken, padding=3))
+    uploaded(fake, "IMG_2.JPG", taken, jpeg_bytes(taken, padding=2))  # the file is an edited copy
+    assert cli(tmp_path, env, "Photos", "--verify").returncode == 0
+    high = find(tmp_path, env, "--target=Photos", f"--path={photos / 'a/IMG_1.JPG'}", "--min-confidence=high")
+    assert high.returncode == 0 and [n["id"] for n in json.loads(high.stdout)] == [exact_id]
+    low_one = ["--target=Photos", "--name=IMG_2.JPG"]
+    assert find(tmp_path, env, *low_one, "--min-confidence=high").returncode == 3
+    assert len(json.loads(find(tmp_path, env, *low_one, "--min-confidence=low").stdout)) == 1
+    bad = find(tmp_path, env, *low_one, "--min-confidence=sure")
+    assert bad.returncode == 2 and "takes low, medium, high or exact" in bad.stderr

@@ -20,6 +20,8 @@ Options:
   --date=DAY       Assets captured on this day (local time), e.g. 2024-07-14.
   --dates=RANGE    Assets captured from one day to another, e.g. 2024-07-01..2024-07-31.
   --id=ID          The asset with this id.
+  --min-confidence=LEVEL  Only found assets matched with at least this confidence: low, medium,
+                   high or exact (high and exact are the levels safe to write metadata through).
   -h --help        Show this help.
 
 Prints a JSON list of {"id", "asset", "match", "albums", "tags", ...} nodes, as stored in the cache.
@@ -37,6 +39,7 @@ from docopt import DocoptExit, docopt
 
 from ..adapters.json_repository import encode_node
 from ..api import load_cache
+from ..domain.match import Confidence
 from ..errors import BadInput, ImmichSyncError
 from ..services.extract import default_cache_path
 
@@ -48,6 +51,13 @@ def _day(text: str) -> date:
         return date.fromisoformat(text.strip())
     except ValueError:
         raise BadInput(f"{text!r} is not a day such as 2024-07-14") from None
+
+
+def _level(text: str) -> Confidence:
+    try:
+        return Confidence.from_label(text.strip())
+    except KeyError:
+        raise BadInput(f"--min-confidence takes low, medium, high or exact (got {text!r})") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             node = cache.get(args["--id"])
             nodes = [node] if node else []
+        if args["--min-confidence"]:
+            floor = _level(args["--min-confidence"])
+            nodes = [n for n in nodes if (m := n.match) is not None and m.status == "found" and m.confidence >= floor]
     except ImmichSyncError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.exit_code
