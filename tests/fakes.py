@@ -96,6 +96,12 @@ class FakeSource:
     def count_assets(self, **_):
         return len(self.assets)
 
+    def get_assets(self, ids):
+        self.calls.append(("get_assets", tuple(ids)))
+        for asset_id in ids:
+            raw = self.assets.get(asset_id)
+            yield asset_id, (None if raw is None or raw.get("isTrashed") else raw)
+
     def albums(self) -> Groups:
         return self.album_groups
 

@@ -33,3 +33,11 @@ class ServerUnreachable(ImmichError):
 
 class AlbumNotFound(BadInput):
     pass
+
+
+class ServerTooNew(ImmichError):
+    """The server is newer than any version this immich-sync knows, and refused a request shape."""
+
+
+class OtherAccount(BadInput):
+    """The cache was made for another user (another key or another server): nothing is changed."""

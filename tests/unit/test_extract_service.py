@@ -329,17 +329,23 @@ def test_a_rerun_lists_versions_and_fetches_whole_only_what_changed(world):
     assert repo.load().get(newest["id"]).asset_raw["updatedAt"] == "2026-03-01T00:00:00.000Z"
 
 
-def test_a_changed_asset_the_whole_listing_leaves_out_stays_as_cached_and_not_gone(world):
+def test_a_changed_asset_the_whole_listing_leaves_out_is_fetched_by_id(world):
+    """As for an asset whose metadata the server never extracted (before v3.2 a listing with EXIF
+    is an inner join): it is fetched by id, so the next run holds it and lists nothing again."""
     lib, source, repo, assets = world
     run(lib, source, repo)
     changed = {**assets[0], "updatedAt": "2026-02-01T00:00:00.000Z"}
     source.assets[changed["id"]] = changed
     whole = source.iter_assets
     source.iter_assets = lambda *a, **k: (raw for raw in whole(*a, **k) if raw["id"] != changed["id"])
-    result = run(lib, source, repo)  # as for an asset whose metadata the server never extracted
+    result = run(lib, source, repo)
     node = repo.load().get(changed["id"])
-    assert result.fetched == 3 and node.gone_since is None
-    assert node.asset_raw["updatedAt"] == assets[0]["updatedAt"]
+    assert result.fetched == 4 and result.updated == 1 and node.gone_since is None
+    assert node.asset_raw["updatedAt"] == "2026-02-01T00:00:00.000Z"
+    assert ("get_assets", (changed["id"],)) in source.calls
+    source.calls.clear()
+    again = run(lib, source, repo)
+    assert again.unchanged == 4 and not any(call[0] in ("iter_assets", "get_assets") for call in source.calls)
 
 
 # --- issue 14: an outage never leaves a wrong match behind

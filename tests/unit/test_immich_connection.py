@@ -36,7 +36,9 @@ def test_filters_are_sent_as_instants_and_never_to_a_server_without_them():
     body = plan.flat_passes((3, 1, 0), updated_after=AFTER, updated_before=AFTER, album_id="a")[0]
     assert body == {
         "updatedAfter": "2025-06-30T00:00:00.000Z",
-        "updatedBefore": "2025-06-30T00:00:00.000Z",
+        # the server keeps microseconds: the next millisecond, so that `--before=<a returned updatedAt>`
+        # keeps that asset (the client drops what lies past the user's bound)
+        "updatedBefore": "2025-06-30T00:00:00.001Z",
         "albumIds": ["a"],
     }
     with pytest.raises(ValueError):

@@ -20,7 +20,7 @@ from urllib3.util.retry import Retry
 
 from .. import __version__
 from ..domain.timestamps import parse_instant
-from ..errors import AlbumNotFound, ApiKeyRejected, BadInput, ImmichError, ServerUnreachable
+from ..errors import AlbumNotFound, ApiKeyRejected, BadInput, ImmichError, ServerTooNew, ServerUnreachable
 from ..ports import Groups, ServerInfo
 from . import immich_search as plan
 from .immich_config import ImmichConfig
@@ -114,6 +114,8 @@ class ImmichConnection:
         self.pages_in_flight = pages_in_flight
         self.requests_made = 0
         self._count_lock = threading.Lock()
+        self._counts: dict[tuple[Any, ...], int | None] = {}
+        self._counts_lock = threading.Lock()  # one statistics request at a time per filters
         self._check_lock = threading.Lock()
         self._check_failed: ImmichError | None = None
         self._cancelled = threading.Event()
@@ -179,6 +181,14 @@ class ImmichConnection:
             detail = error_text(response)
             hint = " (the key lacks a permission)" if response.status_code == 403 else ""
             raise ApiKeyRejected(self._scrub(f"the API key was rejected by {self._config.url}{hint}: {detail}"))
+        if response.status_code == 400 and self.info is not None and plan.is_newer_than_known(self.info.version):
+            raise ServerTooNew(
+                self._scrub(
+                    f"the server at {self._config.url} runs Immich v{self.info.version_text}, newer than this "
+                    f"immich-sync supports (newest known: v{'.'.join(map(str, plan.NEWEST_KNOWN))}): it refused "
+                    f"{method} /{path.lstrip('/')} ({error_text(response)}); upgrade immich-sync"
+                )
+            )
         if response.status_code >= 400:
             kind = "failed after retries" if response.status_code >= 429 else "failed"
             raise _HttpError(
@@ -277,22 +287,99 @@ class ImmichConnection:
     def _assets(
         self, updated_after: datetime | None, updated_before: datetime | None, album_id: str | None, *, with_exif: bool
     ) -> Iterator[dict[str, Any]]:
+        """The listing, then a check that it was a snapshot: Immich pages by offset, so an asset
+        trashed, edited or uploaded meanwhile shifts the pages and one can be skipped; before v3.2,
+        `withExif` also drops the assets whose metadata was never extracted (an inner join). When
+        what was listed differs from the server's own count (`/search/statistics`, the same filters,
+        asked before and after), the ids are listed again without EXIF and each one missed is
+        fetched by id. When nothing moved this costs one statistics request."""
         if album_id is not None:
             self.check_album(album_id)  # a bad id is refused before any request
         info = self.check()
+        filters = (updated_after, updated_before, album_id)
+        expected = self._count(info, *filters)
         seen: set[str] = set()
-        for raw in self._raw_assets(info, updated_after, updated_before, album_id, with_exif):
+        listed = 0
+        for raw in self._raw_assets(info, *filters, with_exif):
             asset_id = raw.get("id")
             if not asset_id or asset_id in seen:
                 continue
             seen.add(asset_id)
             if raw.get("isTrashed") or raw.get("visibility") == "locked":
                 continue
-            if album_id is None and not self.include_partners and raw.get("ownerId") != info.user_id:
-                continue  # a partner's asset shared into the timeline
-            if not _within(raw.get("updatedAt"), updated_after, updated_before):
-                continue
-            yield raw
+            listed += 1
+            if self._ours(raw, info, *filters):
+                yield raw
+        if expected is None:
+            return  # no statistics before v1.135: a re-run's version listing catches up instead
+        now = self._count(info, *filters, fresh=True)
+        if listed == expected == now:
+            return
+        log.warning(
+            "the server counted %d assets before the listing and %d after it, and %d were listed: assets "
+            "changed while it ran%s; listing their ids again to catch up",
+            expected,
+            now,
+            listed,
+            " (or have no metadata yet)" if with_exif and not plan.uses_cursor(info.version) else "",
+        )
+        missed = [
+            raw
+            for raw in self._raw_assets(info, *filters, False)
+            if raw.get("id")
+            and raw["id"] not in seen
+            and not raw.get("isTrashed")
+            and raw.get("visibility") != "locked"
+            and self._ours(raw, info, *filters)
+        ]
+        caught = 0
+        fetched: Iterable[tuple[str, dict[str, Any] | None]] = (
+            self.get_assets([r["id"] for r in missed]) if with_exif else ((r["id"], r) for r in missed)
+        )
+        for asset_id, whole in fetched:
+            if whole is not None and asset_id not in seen and self._ours(whole, info, *filters):
+                seen.add(asset_id)
+                caught += 1
+                yield whole
+        log.warning("caught up %d assets the listing had missed", caught)
+
+    def _ours(
+        self,
+        raw: dict[str, Any],
+        info: ServerInfo,
+        after: datetime | None,
+        before: datetime | None,
+        album_id: str | None,
+    ) -> bool:
+        if album_id is None and not self.include_partners and raw.get("ownerId") != info.user_id:
+            return False  # a partner's asset shared into the timeline
+        return _within(raw.get("updatedAt"), after, before)
+
+    def get_assets(self, ids: Iterable[str]) -> Iterator[tuple[str, dict[str, Any] | None]]:
+        """Each asset as `GET /api/assets/{id}` returns it, in order; None when the server no longer
+        has it for this user: unknown (a 400 on v3), trashed, locked, or a partner's (unless
+        `include_partners`). A few requests at a time."""
+        info = self.check()
+
+        def one(asset_id: str) -> tuple[str, dict[str, Any] | None]:
+            try:
+                raw = self._call("GET", f"assets/{asset_id}")
+            except _HttpError as exc:
+                if exc.status in (400, 404):
+                    return asset_id, None
+                raise
+            if not isinstance(raw, dict) or raw.get("isTrashed") or raw.get("visibility") == "locked":
+                return asset_id, None
+            if not self.include_partners and raw.get("ownerId") not in (None, info.user_id):
+                return asset_id, None
+            return asset_id, raw
+
+        ids = list(ids)
+        if len(ids) <= 1 or self.workers <= 1:
+            yield from map(one, ids)
+            return
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="immich") as pool:
+            yield from pool.map(one, ids)
 
     def _raw_assets(
         self, info: ServerInfo, after: datetime | None, before: datetime | None, album_id: str | None, with_exif: bool
@@ -320,20 +407,31 @@ class ImmichConnection:
                 return None
             return following if following > (page or 1) else None
 
+        # v3.1.0 with albumIds returned the same page forever (#31311): only there does a page that
+        # brings no new id end the search. Anywhere else it is a listing shifted by uploads that
+        # sort first, and the pages that follow still hold assets.
+        info = self.info
+        stale = "albumIds" in body and info is not None and (3, 1, 0) <= info.version < plan.MIN_CURSOR
         # Only the listing reads ahead: the album and tag passes already run several searches at
         # once, each usually a single page, and a guess would double their requests.
         if not listing:
-            return self._pages_in_turn(body, "page", 1, follow, with_exif=with_exif)
-        return self._pages(body, "page", 1, follow, guess=lambda page: (page or 1) + 1, with_exif=with_exif)
+            return self._pages_in_turn(body, "page", 1, follow, with_exif=with_exif, stale_stops=stale)
+        return self._pages(
+            body, "page", 1, follow, guess=lambda page: (page or 1) + 1, with_exif=with_exif, stale_stops=stale
+        )
 
-    def _cursor_pages(self, body: dict[str, Any], *, with_exif: bool) -> Iterator[dict[str, Any]]:
+    def _cursor_pages(
+        self, body: dict[str, Any], *, with_exif: bool, in_turn: bool = False
+    ) -> Iterator[dict[str, Any]]:
         """Page through one v3.2 cursor search (`cursor`/`nextCursor`): one page at a time, as the
-        next cursor is known only from this page."""
+        next cursor is known only from this page (in the caller's thread with `in_turn`)."""
 
         def follow(result: dict[str, Any], cursor: str | None) -> str | None:
             following = result.get("nextCursor")
             return following if following and following != cursor else None
 
+        if in_turn:
+            return self._pages_in_turn(body, "cursor", None, follow, with_exif=with_exif)
         return self._pages(body, "cursor", None, follow, guess=None, with_exif=with_exif)
 
     def _fetch_page(self, body: dict[str, Any], token_key: str, token: Any, *, with_exif: bool) -> dict[str, Any]:
@@ -342,10 +440,17 @@ class ImmichConnection:
             request[token_key] = token
         if with_exif:
             request["withExif"] = True
-        return self._call("POST", "search/metadata", json=request).get("assets") or {}
+        answer = self._call("POST", "search/metadata", json=request)
+        assets = answer.get("assets") if isinstance(answer, dict) else None
+        if not isinstance(assets, dict) or not isinstance(assets.get("items"), list):
+            raise ImmichError(
+                f"POST /search/metadata on {self._config.url} answered without assets.items: not a search result "
+                "this version of immich-sync knows (never taken as an empty library)"
+            )
+        return assets
 
     def _pages_in_turn(
-        self, body: dict[str, Any], token_key: str, token: Any, follow, *, with_exif: bool
+        self, body: dict[str, Any], token_key: str, token: Any, follow, *, with_exif: bool, stale_stops: bool = False
     ) -> Iterator[dict[str, Any]]:
         """`_pages` without reading ahead: each page asked for in the caller's thread once the
         one before has been read. For the album and tag passes, which run in a pool already: a
@@ -354,15 +459,23 @@ class ImmichConnection:
         seen: set[str] = set()
         while token is not _END:
             result = self._fetch_page(body, token_key, token, with_exif=with_exif)
-            fresh, following = _fresh(result, token, seen, follow)
+            fresh, following = _fresh(result, token, seen, follow, stale_stops)
             yield from fresh
             token = _END if following is None else following
 
     def _pages(
-        self, body: dict[str, Any], token_key: str, token: Any, follow, *, guess, with_exif: bool
+        self,
+        body: dict[str, Any],
+        token_key: str,
+        token: Any,
+        follow,
+        *,
+        guess,
+        with_exif: bool,
+        stale_stops: bool = False,
     ) -> Iterator[dict[str, Any]]:
-        """Yield each page's items; stop on the last page, or on a page that brings no new id
-        (v3.1.0 with albumIds returned the same page forever, #31311).
+        """Yield each page's items; stop on the last page, or, with `stale_stops`, on a page that
+        brings no new id (v3.1.0 with albumIds returned the same page forever, #31311).
 
         The server works while this client reads: with `guess` (the token that usually follows),
         `pages_in_flight` pages are asked for before the current one has been read, so a remote
@@ -384,7 +497,7 @@ class ImmichConnection:
                     while len(pending) < depth - 1:  # guessed pages in flight behind this one
                         last = guess(pending[-1][0] if pending else token)
                         pending.append((last, ahead.submit(fetch, last)))
-                    fresh, following = _fresh(future.result(), token, seen, follow)
+                    fresh, following = _fresh(future.result(), token, seen, follow, stale_stops)
                     if following is None or not pending or pending[0][0] != following:
                         _drop(pending)  # past the last page, or a guess the server did not follow
                         if following is not None:
@@ -396,17 +509,38 @@ class ImmichConnection:
     def count_assets(
         self, updated_after: datetime | None = None, updated_before: datetime | None = None, album_id: str | None = None
     ) -> int | None:
-        """A total for a progress bar (POST /search/statistics, v1.135+), or None."""
-        info = self.check()
+        """The server's count of what the listing lists (POST /search/statistics, v1.135+), or
+        None. It counts partners' timeline assets too: a progress bar shows it as an estimate."""
+        return self._count(self.check(), updated_after, updated_before, album_id)
+
+    def _count(
+        self,
+        info: ServerInfo,
+        after: datetime | None,
+        before: datetime | None,
+        album_id: str | None,
+        *,
+        fresh: bool = False,
+    ) -> int | None:
+        """`count_assets`, asked once per filters unless `fresh` (the listing and the progress bar
+        share the first answer)."""
         if info.version < plan.MIN_STATISTICS:
             return None
-        try:
-            passes = plan.flat_passes(
-                info.version, updated_after=updated_after, updated_before=updated_before, album_id=album_id
-            )
-            return sum(int(self._call("POST", "search/statistics", json=body).get("total", 0)) for body in passes)
-        except (_HttpError, ValueError, TypeError):
-            return None
+        key = (after, before, album_id)
+        with self._counts_lock:
+            if not fresh and key in self._counts:
+                return self._counts[key]
+            try:
+                bodies = plan.statistics_bodies(
+                    info.version, updated_after=after, updated_before=before, album_id=album_id
+                )
+                total: int | None = sum(
+                    int(self._call("POST", "search/statistics", json=body).get("total", 0)) for body in bodies
+                )
+            except (_HttpError, ValueError, TypeError, AttributeError):
+                total = None
+            self._counts.setdefault(key, total)
+            return total
 
     def albums(self) -> Groups:
         """Every album the user can see, with its member asset ids."""
@@ -441,6 +575,10 @@ class ImmichConnection:
         self, info: ServerInfo, *, album_id: str | None = None, tag_id: str | None = None
     ) -> frozenset[str]:
         ids: set[str] = set()
+        if plan.uses_cursor(info.version):
+            body = plan.cursor_body(album_id=album_id, tag_id=tag_id)
+            ids.update(a["id"] for a in self._cursor_pages(body, with_exif=False, in_turn=True))
+            return frozenset(ids)
         for body in plan.flat_passes(info.version, album_id=album_id, tag_id=tag_id):
             ids.update(a["id"] for a in self._flat_pages(body, with_exif=False))
         return frozenset(ids)
@@ -456,13 +594,15 @@ class ImmichConnection:
 _END = object()  # no page follows
 
 
-def _fresh(result: dict[str, Any], token: Any, seen: set[str], follow) -> tuple[list[dict[str, Any]], Any]:
+def _fresh(
+    result: dict[str, Any], token: Any, seen: set[str], follow, stale_stops: bool
+) -> tuple[list[dict[str, Any]], Any]:
     """A page's items not seen on an earlier page, and the token of the page that follows (None
-    after the last page, or after a page that brought nothing new)."""
-    items = result.get("items") or []
+    after the last page, or, with `stale_stops`, after a page that brought nothing new)."""
+    items = result["items"]
     fresh = [item for item in items if item.get("id") not in seen]
     seen.update(item.get("id") for item in items)
-    return fresh, (follow(result, token) if fresh else None)
+    return fresh, (follow(result, token) if fresh or not stale_stops else None)
 
 
 def _drop(pending: deque[tuple[Any, Future]]) -> None:

@@ -9,13 +9,19 @@
 | 3.2 +         | cursor shape (`filter`/`orderBy`/`cursor`), trash filtered explicitly     |
 
 A filter the server's version lacks is silently ignored by Immich (it returns everything), so it is
-never sent: `albumIds` needs 1.135, `tagIds` 1.126, `visibility` 1.133.
+never sent: `albumIds` needs 1.135, `tagIds` 1.126, `visibility` 1.133. From 3.2 the flat fields
+are deprecated (removal planned for v4): every request to 3.2 or newer, the listing, the album and
+tag passes and the statistics count, uses the `filter` shape only.
+
+Dates: the server keeps microseconds and returns milliseconds, so `updatedBefore = <a returned
+updatedAt>` would leave that asset out. The upper bound sent is the next millisecond (`lt` in the
+filter shape; in the flat shape, which is inclusive, the client drops what lies past the user's bound).
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..domain.timestamps import format_instant
@@ -23,6 +29,7 @@ from ..domain.timestamps import format_instant
 Version = tuple[int, int, int]
 
 PAGE_SIZE = 1000  # the server's maximum; 2000 is a 400
+NEWEST_KNOWN = (3, 3, 5)  # the newest version whose request shapes this module was checked against
 MIN_SEARCH = (1, 95, 0)
 MIN_VISIBILITY = (1, 133, 0)
 MIN_ALBUM_IDS = (1, 135, 0)
@@ -50,6 +57,18 @@ def _instant(moment: datetime) -> str:
     return format_instant(moment)
 
 
+def before_bound(moment: datetime) -> datetime:
+    """The upper bound to send for `--before=moment`: the millisecond after it, so that an asset
+    whose returned (millisecond) updatedAt equals the bound, stored with more microseconds, is in."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000) + timedelta(milliseconds=1)
+
+
+def after_bound(moment: datetime) -> datetime:
+    """The lower bound to send for `--after=moment`: its millisecond (a returned updatedAt equal to
+    it is stored with as many microseconds or more, so it is in)."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
 def flat_passes(
     version: Version,
     *,
@@ -59,11 +78,13 @@ def flat_passes(
     tag_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Flat request bodies (without page, size, withExif), one per pass whose results are merged."""
+    if uses_cursor(version):
+        raise ValueError("Immich 3.2 and newer take the filter shape only (the flat fields are deprecated)")
     base: dict[str, Any] = {}
     if updated_after is not None:
-        base["updatedAfter"] = _instant(updated_after)
+        base["updatedAfter"] = _instant(after_bound(updated_after))
     if updated_before is not None:
-        base["updatedBefore"] = _instant(updated_before)
+        base["updatedBefore"] = _instant(before_bound(updated_before))
     if album_id is not None:
         if version < MIN_ALBUM_IDS:
             raise ValueError("albumIds needs Immich 1.135 or newer")
@@ -79,18 +100,59 @@ def flat_passes(
     return [base]
 
 
-def cursor_body(
-    *, updated_after: datetime | None = None, updated_before: datetime | None = None, album_id: str | None = None
+def search_filter(
+    *,
+    updated_after: datetime | None = None,
+    updated_before: datetime | None = None,
+    album_id: str | None = None,
+    tag_id: str | None = None,
 ) -> dict[str, Any]:
-    """The v3.2 body. 3.2.0 returned trashed assets by default (#31511): filter them out explicitly."""
+    """The v3.2 `filter`. 3.2.0 returned trashed assets by default (#31511): trash is filtered out
+    explicitly. A tag matches its descendants, as `tagIds` did."""
     filters: dict[str, Any] = {"visibility": {"in": list(VISIBILITIES)}, "trashedAt": {"eq": None}}
     updated: dict[str, str] = {}
     if updated_after is not None:
-        updated["gte"] = _instant(updated_after)
+        updated["gte"] = _instant(after_bound(updated_after))
     if updated_before is not None:
-        updated["lte"] = _instant(updated_before)
+        updated["lt"] = _instant(before_bound(updated_before))
     if updated:
         filters["updatedAt"] = updated
     if album_id is not None:
         filters["albumIds"] = {"all": [album_id]}
+    if tag_id is not None:
+        filters["tagIds"] = {"any": [tag_id]}
+    return filters
+
+
+def cursor_body(
+    *,
+    updated_after: datetime | None = None,
+    updated_before: datetime | None = None,
+    album_id: str | None = None,
+    tag_id: str | None = None,
+) -> dict[str, Any]:
+    """The v3.2 search body (`filter`, `orderBy`; `cursor` is added page by page)."""
+    filters = search_filter(
+        updated_after=updated_after, updated_before=updated_before, album_id=album_id, tag_id=tag_id
+    )
     return {"filter": filters, "orderBy": {"field": "fileCreatedAt", "direction": "desc"}}
+
+
+def statistics_bodies(
+    version: Version,
+    *,
+    updated_after: datetime | None = None,
+    updated_before: datetime | None = None,
+    album_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """`POST /search/statistics` bodies whose totals add up to what the listing lists (partners'
+    timeline assets included, as in the listing before the owner is checked)."""
+    if uses_cursor(version):
+        return [
+            {"filter": search_filter(updated_after=updated_after, updated_before=updated_before, album_id=album_id)}
+        ]
+    return flat_passes(version, updated_after=updated_after, updated_before=updated_before, album_id=album_id)
+
+
+def is_newer_than_known(version: Version) -> bool:
+    return version[:2] > NEWEST_KNOWN[:2]

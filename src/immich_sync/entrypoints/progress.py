@@ -12,10 +12,12 @@ class BarProgress:
         self._stream = stream
         self._bar = None
 
-    def stage(self, name: str, total: int | None) -> None:
+    def stage(self, name: str, total: int | None, *, estimate: bool = False) -> None:
         from tqdm import tqdm
 
         self.close()
+        if estimate and total:
+            name = f"{name} (about {total}: the server's count includes partners' assets)"
         self._bar = tqdm(
             total=total,
             desc=name,
@@ -40,15 +42,17 @@ class LineProgress:
         self._stream, self._every, self._clock = stream, every, clock
         self._name, self._done, self._last = "", 0, 0.0
         self._total: int | None = None
+        self._estimate = False
 
-    def stage(self, name: str, total: int | None) -> None:
+    def stage(self, name: str, total: int | None, *, estimate: bool = False) -> None:
         self._name, self._total, self._done, self._last = name, total, 0, self._clock()
+        self._estimate = estimate
 
     def advance(self, n: int = 1) -> None:
         self._done += n
         if self._clock() - self._last >= self._every:
             self._last = self._clock()
-            of = f"/{self._total}" if self._total else ""
+            of = (f"/~{self._total}" if self._estimate else f"/{self._total}") if self._total else ""
             print(f"immich-cache: {self._name}: {self._done}{of}", file=self._stream, flush=True)
 
     def close(self) -> None:

@@ -54,6 +54,10 @@ class ImmichSource(Protocol):
         self, updated_after: datetime | None = None, updated_before: datetime | None = None, album_id: str | None = None
     ) -> int | None: ...
 
+    def get_assets(self, ids: Iterable[str]) -> Iterator[tuple[str, dict[str, Any] | None]]:
+        """Each asset by id, as the server returns it; None where the server no longer has it for
+        this user (deleted, trashed, locked, another user's)."""
+
     def albums(self) -> Groups: ...
 
     def tags(self) -> Groups: ...

@@ -32,6 +32,7 @@ from ..domain.matcher import (
     verify_match,
 )
 from ..domain.timestamps import format_instant, parse_instant
+from ..errors import OtherAccount
 from ..ports import CacheRepository, Groups, ImmichSource, LibraryReader
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class ExtractRequest:
 
 
 class Progress(Protocol):
-    def stage(self, name: str, total: int | None) -> None: ...
+    def stage(self, name: str, total: int | None, *, estimate: bool = False) -> None: ...
 
     def advance(self, n: int = 1) -> None: ...
 
@@ -76,7 +77,7 @@ class Progress(Protocol):
 
 
 class NoProgress:
-    def stage(self, name: str, total: int | None) -> None:
+    def stage(self, name: str, total: int | None, *, estimate: bool = False) -> None:
         pass
 
     def advance(self, n: int = 1) -> None:
@@ -174,13 +175,16 @@ def run_extract(
                     request.target,
                     ", ".join(index.unreadable[:3]) + (", ..." if len(index.unreadable) > 3 else ""),
                 )
-            progress.stage("fetching and matching", source.count_assets(**request.filters))
+            # the server's count includes partners' timeline assets: a bar's total is an estimate
+            progress.stage(
+                "fetching and matching", source.count_assets(**request.filters), estimate=request.album_id is None
+            )
             checkpoints = _Checkpoints(repo, cache, request, progress)
             policy = MatchPolicy(verify=request.verify)
             decide = _Decide(cache, index, library, policy, now, result, audit, checkpoints.settle)
             seen = decide.rerun(background) if background.rerun else decide.first_run(background.first)
             log.info("fetched and matched %d assets", result.fetched)
-            decide.resolve(full=request.is_full)
+            decide.resolve(full=request.is_full, source=source)
             albums, tags = background.groups()
             log.info("album and tag membership fetched")
         _apply(cache, albums, tags, seen, request, now, result)
@@ -211,11 +215,25 @@ def _open(
         log.warning("the cache was made for %s, not %s: every asset is matched again", cache.target, request.target)
         for node in cache:
             cache.clear_match(node.id)
-    cache.target = request.target
     info = source.check()
+    held_user = cache.server.get("userId")
+    if held_user and held_user != info.user_id and not request.clear:
+        raise OtherAccount(
+            f"{repo_name(repo)} was made for user {held_user} on {cache.server.get('url')}, but the API key "
+            f"belongs to user {info.user_id} on {info.url}: nothing was changed. Use --clear to start this "
+            "cache again for this account, or --cache=FILE for a cache of its own"
+        )
+    cache.target = request.target
     result.server_version = info.version_text
-    cache.server = {"url": info.url, "version": info.version_text, "userId": info.user_id}
+    if held_user == info.user_id:  # the same account, however its URL was spelled this time
+        cache.server = {**cache.server, "version": info.version_text}
+    else:
+        cache.server = {"url": info.url, "version": info.version_text, "userId": info.user_id}
     return cache, as_loaded
+
+
+def repo_name(repo: CacheRepository) -> str:
+    return str(getattr(repo, "path", "the cache"))
 
 
 class _Background:
@@ -325,10 +343,17 @@ class _Decide:
                 continue  # held already (listed since it changed), or not listed then
             self.settle(self._process(raw))
         if wanted:
+            # listed without EXIF but not with it: metadata never extracted (before v3.2 a listing
+            # with EXIF is an inner join), or changed meanwhile. Fetched one by one, so that the
+            # next run holds them and does not list the library again from their updatedAt.
             log.info(
-                "%d assets listed without their metadata (never extracted, or changed meanwhile) are left as cached",
-                len(wanted),
+                "%d assets new or changed are missing from the listing with EXIF: fetching them by id", len(wanted)
             )
+            for asset_id, raw in background.source.get_assets(list(wanted)):
+                if raw is not None:
+                    self.settle(self._process(raw))
+                else:
+                    self.seen.discard(asset_id)  # gone meanwhile: `resolve` confirms it
         return self.seen
 
     def _verify(self, node: CacheNode, now: Callable[[], datetime]) -> MatchSummary | None:
@@ -342,10 +367,13 @@ class _Decide:
         self.cache.set_match(node.id, checked)
         return node.match_summary()
 
-    def resolve(self, *, full: bool) -> None:
+    def resolve(self, *, full: bool, source: ImmichSource) -> None:
         """After the listing, what one asset at a time cannot decide: external assets whose path
         tail did not decide, matched again with the library roots the others taught (`LibraryRoots`),
-        then the files claimed by two assets (`_settle_claims`)."""
+        the assets a full run did not see (`_confirm_missing`), then the files claimed by two assets
+        (`_settle_claims`)."""
+        if full:
+            self._confirm_missing(source)
         if self.deferred:
             roots = self._learn_roots()
             if roots.pairs:
@@ -359,6 +387,36 @@ class _Decide:
                         "matched again by a learned library root",
                     )
         self._settle_claims(full)
+
+    # More assets missing than this are confirmed by a second listing of ids, not one by one.
+    CONFIRM_ONE_BY_ONE = 500
+
+    def _confirm_missing(self, source: ImmichSource) -> None:
+        """A full run marks as gone only what the server really no longer has: a cached asset the
+        listing did not bring (a shifted page skips one) is asked for by id, or, when many are
+        missing, looked for in a second listing of ids. One the server still has is caught up
+        here (fetched and matched); the rest stay unseen and `_apply` marks them gone."""
+        missing = [n.id for n in self.cache if n.id not in self.seen and n.gone_since is None]
+        if not missing:
+            return
+        if len(missing) > self.CONFIRM_ONE_BY_ONE:
+            listed = {asset_id for asset_id, _, _ in source.iter_versions()}
+            still = [asset_id for asset_id in missing if asset_id in listed]
+            log.warning(
+                "%d cached assets were missing from the listing; %d are on the server after all "
+                "(a second listing of ids): fetching them",
+                len(missing),
+                len(still),
+            )
+        else:
+            still = missing
+        caught = 0
+        for _asset_id, raw in source.get_assets(still):
+            if raw is not None:
+                caught += 1
+                self.settle(self._process(raw))
+        if caught:
+            log.warning("%d assets the listing missed are still on the server: kept, not marked gone", caught)
 
     def _learn_roots(self) -> LibraryRoots:
         decided = []

@@ -7,6 +7,17 @@ optionally v3.1.0's albumIds paging loop, #31311) and v3.2 (the cursor shape; op
 trash-by-default, #31511). Filters the version lacks are ignored silently, as Immich does.
 It can load the real servers' bodies recorded in `real-payloads/recorded-v*` and serve them, and
 it injects faults: 5xx bursts, 429 with Retry-After, slow answers, dropped connections, 401/403.
+
+What real servers do that a client can get wrong, modelled here (FACTS.md, "More, confirmed"):
+- `updatedAt` is kept with microseconds (`extra_microseconds` past the returned milliseconds), and
+  the date filters compare the kept value: `updatedBefore = <a returned updatedAt>` leaves it out;
+- offset paging: `after_search[k]` runs a change (trash, upload, edit) right after the k-th search
+  page is answered, so later pages shift as on a live server;
+- before v3.2 `withExif: true` is an inner join: assets in `no_exif` (metadata never extracted)
+  drop out of such a listing; the v3.2 filter shape, statistics and a listing without EXIF keep them;
+- v3.2+ answers the deprecated flat fields with a `Deprecation` header and records them in
+  `deprecated_seen`; a 4.x server refuses them with a 400 naming the property;
+- `extra_keys` maps further API keys to other users (`GET /users/me`), as another account would.
 """
 
 from __future__ import annotations
@@ -19,7 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -105,6 +116,7 @@ class FakeImmich:
         albumids_page_loop: bool = False,
         cursor_includes_trash: bool = False,
         latency: float = 0.0,
+        extra_microseconds: int = 456,
     ) -> None:
         self.version = version
         self.api_key = api_key
@@ -123,6 +135,12 @@ class FakeImmich:
         self.in_flight = 0  # requests being answered now, and the most ever at once
         self.most_in_flight = 0
         self.users_me: dict[str, Any] | None = None
+        self.extra_microseconds = extra_microseconds
+        self.no_exif: set[str] = set()  # assets whose metadata was never extracted (no EXIF row)
+        self.after_search: dict[int, Any] = {}  # k -> fn(fake), run after the k-th search page
+        self.searches_served = 0
+        self.deprecated_seen: list[str] = []  # flat fields a v3.2+ client sent
+        self.extra_keys: dict[str, str] = {}  # API key -> the user id it belongs to
         self._lock = threading.Lock()
         self._changes = 0
         self._memo: dict[str, tuple[Any, list[dict[str, Any]]]] = {}
@@ -158,6 +176,15 @@ class FakeImmich:
     def touch(self, asset_id: str, updated_at: str) -> None:
         self.assets[asset_id] = {**self.assets[asset_id], "updatedAt": updated_at}
         self.changed()
+
+    def trash(self, asset_id: str, when: str = "2026-12-01T00:00:00.000Z") -> None:
+        """Move an asset to the trash, as the web UI does: `isTrashed`, and `updatedAt` moves."""
+        self.assets[asset_id] = {**self.assets[asset_id], "isTrashed": True, "updatedAt": when}
+        self.changed()
+
+    def stored_updated_at(self, raw: dict[str, Any]) -> datetime:
+        """The updatedAt the database keeps: the returned milliseconds plus some microseconds."""
+        return _instant(raw["updatedAt"]) + timedelta(microseconds=self.extra_microseconds)
 
     def changed(self) -> None:
         """Call after changing `assets`, `albums` or `tags` in place (add_* and touch call it)."""
@@ -286,6 +313,9 @@ class FakeImmich:
                 else "size must be a number from 1 to 1000",
             )
         cursor_mode = self.version >= (3, 2, 0) and bool(CURSOR_KEYS & body.keys())
+        refused = self._check_shape(body)
+        if refused is not None:
+            return refused
         if cursor_mode and FLAT_FILTERS & body.keys():
             return self.error(400, "Cannot mix cursor search fields with legacy filters")
         if body.get("visibility") == "locked":
@@ -315,14 +345,35 @@ class FakeImmich:
         assets = {"total": len(items), "count": len(items), "items": items, "facets": [], "nextPage": next_page}
         if self.version >= (3, 2, 0):
             assets["nextCursor"] = next_cursor
+        with self._lock:
+            self.searches_served += 1
+            hook = self.after_search.pop(self.searches_served, None)
+        if hook is not None:  # the library changes right after this page: later pages shift
+            hook(self)
+            self.changed()
         return 200, {"albums": {"total": 0, "count": 0, "items": [], "facets": []}, "assets": assets}
+
+    def _check_shape(self, body: dict[str, Any]) -> tuple[int, Any] | None:
+        """v3.2 deprecates the flat fields (recorded, with a header); v4 refuses them."""
+        flat = sorted(FLAT_FILTERS & body.keys())
+        if not flat or self.version < (3, 2, 0):
+            return None
+        if self.version >= (4, 0, 0):
+            return 400, {
+                "message": [f"property {name} should not exist" for name in flat],
+                "error": "Bad Request",
+                "statusCode": 400,
+            }
+        with self._lock:
+            self.deprecated_seen.extend(flat)
+        return None
 
     def _matches(self, body: dict[str, Any], cursor_mode: bool) -> list[dict[str, Any]]:
         """The sorted matches of a query, memoised per query while the data is unchanged (so that a
         benchmark pays for paging, not for re-sorting 100,000 assets on every page)."""
-        key = json.dumps(
-            {k: v for k, v in body.items() if k not in ("page", "cursor", "size", "withExif")}, sort_keys=True
-        ) + str(cursor_mode)
+        key = json.dumps({k: v for k, v in body.items() if k not in ("page", "cursor", "size")}, sort_keys=True) + str(
+            cursor_mode
+        )
         with self._lock:
             fingerprint = (len(self.assets), self._changes)
             if self._memo.get(key, (None,))[0] == fingerprint:
@@ -337,7 +388,7 @@ class FakeImmich:
 
     def _search_item(self, raw: dict[str, Any], with_exif: bool) -> dict[str, Any]:
         item = {k: v for k, v in raw.items() if k not in ("tags", "owner", "stack")}
-        if not with_exif:
+        if not with_exif or raw["id"] in self.no_exif:
             item.pop("exifInfo", None)
         return item
 
@@ -356,18 +407,24 @@ class FakeImmich:
         if not body.get("withDeleted"):
             pool = [a for a in pool if not a.get("isTrashed")]
         pool = [a for a in pool if self._visibility_ok(a, body)]
+        if body.get("withExif") and self.no_exif:  # the legacy builder's inner join on the EXIF table
+            pool = [a for a in pool if a["id"] not in self.no_exif]
         after, before = body.get("updatedAfter"), body.get("updatedBefore")
         if after:
-            pool = [a for a in pool if _instant(a["updatedAt"]) >= _instant(after)]
+            pool = [a for a in pool if self.stored_updated_at(a) >= _instant(after)]
         if before:
-            pool = [a for a in pool if _instant(a["updatedAt"]) <= _instant(before)]
+            pool = [a for a in pool if self.stored_updated_at(a) <= _instant(before)]
         return pool
 
     def _cursor_matches(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         filters = body.get("filter") or {}
         pool = list(self.assets.values())
         album_ids = (filters.get("albumIds") or {}).get("all")
-        pool = self._owned_or_in_albums(pool, album_ids, body)
+        tagged = (filters.get("tagIds") or {}).get("any")
+        if tagged and not album_ids:  # a tag search: the owner rule, as the flat tagIds search
+            pool = [a for a in pool if self.visible(a, body)]
+        else:
+            pool = self._owned_or_in_albums(pool, album_ids, body)
         trashed = filters.get("trashedAt")
         if trashed == {"eq": None} or not self.cursor_includes_trash:
             pool = [a for a in pool if not a.get("isTrashed")]
@@ -377,11 +434,18 @@ class FakeImmich:
             for a in pool
             if a.get("visibility") != "locked" and (visibility is None or a.get("visibility", "timeline") in visibility)
         ]
+        tag_ids = (filters.get("tagIds") or {}).get("any")
+        if tag_ids:
+            wanted: set[str] = set()
+            for tag_id in tag_ids:
+                wanted |= self._tag_members(tag_id)
+            pool = [a for a in pool if a["id"] in wanted]
         updated = filters.get("updatedAt") or {}
-        if "gte" in updated:
-            pool = [a for a in pool if _instant(a["updatedAt"]) >= _instant(updated["gte"])]
-        if "lte" in updated:
-            pool = [a for a in pool if _instant(a["updatedAt"]) <= _instant(updated["lte"])]
+        checks = {"gte": datetime.__ge__, "gt": datetime.__gt__, "lte": datetime.__le__, "lt": datetime.__lt__}
+        for op, check in checks.items():
+            if op in updated:
+                bound = _instant(updated[op])
+                pool = [a for a in pool if check(self.stored_updated_at(a), bound)]
         return pool
 
     def _owned_or_in_albums(
@@ -406,7 +470,12 @@ class FakeImmich:
     def statistics(self, body: dict[str, Any]) -> tuple[int, Any]:
         if self.version < (1, 135, 0):
             return self.error(404, "Cannot POST /api/search/statistics", "Not Found")
-        matches = self._flat_matches({k: v for k, v in body.items() if k != "withDeleted"})
+        refused = self._check_shape(body)
+        if refused is not None:
+            return refused
+        if self.version >= (3, 2, 0) and "filter" in body:
+            return 200, {"total": len(self._cursor_matches(body))}
+        matches = self._flat_matches({k: v for k, v in body.items() if k != "withDeleted"})  # ignored, as on v3.1
         return 200, {"total": len(matches or [])}
 
     def album_body(self, album: FakeAlbum, with_assets: bool) -> dict[str, Any]:
@@ -461,7 +530,16 @@ class FakeImmich:
                 body_v["prerelease"] = None
             return 200, body_v
         key = headers.get("x-api-key")
-        if key != self.api_key:
+        if key in self.extra_keys and path == "/api/users/me":
+            return 200, {
+                "id": self.extra_keys[key],
+                "email": "other@example.com",
+                "name": "Other User",
+                "profileImagePath": "",
+                "avatarColor": "blue",
+                "profileChangedAt": "2026-11-01T00:00:00.000Z",
+            }
+        if key != self.api_key and key not in self.extra_keys:
             return self.error(401, "Invalid API key" if key else "Authentication required", "Unauthorized")
         needed = _permission(method, path)
         if self.permissions is not None and needed and needed not in self.permissions:
@@ -555,6 +633,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fake.latency:
             time.sleep(fake.latency)
         headers = {"X-Correlation-ID": uuid.uuid4().hex[:8]}
+        if fake.version >= (3, 2, 0) and isinstance(body, dict) and FLAT_FILTERS & body.keys():
+            headers["Deprecation"] = "true"  # v3.2: the flat search fields are to be removed in v4
         if fault is not None:
             status, payload = fake.error(fault.status, fault.message, "Error")
             if fault.retry_after is not None:
