@@ -67,6 +67,23 @@ log = logging.getLogger("immich_sync")
 _FULL_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
+PAGE_SIZE_VAR = "IMMICH_SYNC_PAGE_SIZE"
+
+
+def page_size(text: str | None) -> int:
+    """Assets per search request: the server's maximum (1000) unless IMMICH_SYNC_PAGE_SIZE says less
+    (a slow server that times out on large pages)."""
+    if not text:
+        return 1000
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if not 1 <= size <= 1000:
+        raise BadInput(f"{PAGE_SIZE_VAR} must be a whole number from 1 to 1000 (got {text!r})")
+    return size
+
+
 def parse_iso_datetime(option: str, text: str) -> datetime:
     """A full ISO 8601 date-time; no offset means UTC. Anything else is refused with an example."""
     value = text.strip()
@@ -165,7 +182,9 @@ def main(argv: list[str] | None = None, *, exit_when_done: bool = False) -> int:
         config = ImmichConfig.from_env(env_file)
         log_path, audit = setup_logging(verbose, quiet, os.path.join(os.getcwd(), "log"), prog=PROG)
         log.info("immich-cache %s: target %s, cache %s", __version__, target, cache_path)
-        connection = ImmichConnection(config, include_partners=bool(args["--partners"]))
+        connection = ImmichConnection(
+            config, include_partners=bool(args["--partners"]), page_size=page_size(os.environ.get(PAGE_SIZE_VAR))
+        )
         request = ExtractRequest(
             target=target,
             clear=bool(args["--clear"]),

@@ -141,6 +141,8 @@ class FakeImmich:
         self.searches_served = 0
         self.deprecated_seen: list[str] = []  # flat fields a v3.2+ client sent
         self.extra_keys: dict[str, str] = {}  # API key -> the user id it belongs to
+        self.refused_properties: set[str] = set()  # 4.x: properties it answers with a 400
+        self.search_without_items = False  # answer searches with an `assets` lacking `items`
         self._lock = threading.Lock()
         self._changes = 0
         self._memo: dict[str, tuple[Any, list[dict[str, Any]]]] = {}
@@ -345,6 +347,8 @@ class FakeImmich:
         assets = {"total": len(items), "count": len(items), "items": items, "facets": [], "nextPage": next_page}
         if self.version >= (3, 2, 0):
             assets["nextCursor"] = next_cursor
+        if self.search_without_items:
+            assets = {"total": 0, "count": 0, "facets": []}
         with self._lock:
             self.searches_served += 1
             hook = self.after_search.pop(self.searches_served, None)
@@ -355,6 +359,14 @@ class FakeImmich:
 
     def _check_shape(self, body: dict[str, Any]) -> tuple[int, Any] | None:
         """v3.2 deprecates the flat fields (recorded, with a header); v4 refuses them."""
+        if self.version >= (4, 0, 0) and self.refused_properties & body.keys():
+            return 400, {
+                "message": [
+                    f"property {name} should not exist" for name in sorted(self.refused_properties & body.keys())
+                ],
+                "error": "Bad Request",
+                "statusCode": 400,
+            }
         flat = sorted(FLAT_FILTERS & body.keys())
         if not flat or self.version < (3, 2, 0):
             return None
@@ -575,7 +587,10 @@ class FakeImmich:
             if raw is None or raw.get("visibility") == "locked":
                 return self.error(400, "Not found or no asset.read access")
             tags = [self.tag_body(t) for t in self.tags.values() if raw["id"] in t.asset_ids]
-            return 200, {**raw, "tags": tags}
+            whole = {**raw, "tags": tags}
+            if raw["id"] in self.no_exif:
+                whole.pop("exifInfo", None)
+            return 200, whole
         return self.error(404, f"Cannot {method} {path}", "Not Found")
 
 
