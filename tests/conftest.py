@@ -50,3 +50,15 @@ def fake_server():
     yield start
     for server in servers:
         server.stop()
+
+
+def command(cwd, env, *args, module: str = "immich_sync", timeout: float = 120):
+    """One of the project's commands in a subprocess, as a user runs it: `immich-cache` by default,
+    or another entrypoint module (`immich_sync.entrypoints.find_cli`)."""
+    import subprocess
+    import sys
+
+    start = ["-m", module] if module == "immich_sync" else ["-c", f"from {module} import run; run()"]
+    return subprocess.run(
+        [sys.executable, *start, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 
 import pytest
 
+from conftest import command
 from immich_sync.testing.factory import (
     jpeg_bytes,
     make_asset,
@@ -24,9 +23,7 @@ UPDATED = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def cli(tmp_path, env, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "immich_sync", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-    )
+    return command(tmp_path, env, *args)
 
 
 def nodes(tmp_path) -> dict:
@@ -182,14 +179,7 @@ def test_verify_hashes_every_found_file_and_says_what_it_found(env_for, tmp_path
 
 
 def find(tmp_path, env, *args):
-    return subprocess.run(
-        [sys.executable, "-c", "from immich_sync.entrypoints.find_cli import run; run()", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return command(tmp_path, env, *args, module="immich_sync.entrypoints.find_cli")
 
 
 def test_find_filters_by_a_minimum_confidence(env_for, tmp_path):

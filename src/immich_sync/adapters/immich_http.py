@@ -297,6 +297,8 @@ class ImmichConnection:
             self.check_album(album_id)  # a bad id is refused before any request
         info = self.check()
         filters = (updated_after, updated_before, album_id)
+        # counted before the first page is asked for: a count taken after a change made during
+        # the listing would agree with a listing that skipped an asset
         expected = self._count(info, *filters)
         seen: set[str] = set()
         listed = 0

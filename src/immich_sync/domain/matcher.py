@@ -121,6 +121,13 @@ class _Judge:
                 )
         return self._sums[f.path]
 
+    def contradicted(self, f: LibraryFile) -> bool:
+        """For a file whose date disagrees: its bytes differ too (an uploaded asset), or, without a
+        content checksum, its size differs too. Hashes the file for an uploaded asset."""
+        if has_content_checksum(self.asset):
+            return self.checksum(f) is Check.DIFFERENT
+        return compare_sizes(f, self.asset) is Check.DIFFERENT
+
     def evidence(self, f: LibraryFile, *, name: bool = True, path: bool = False) -> Evidence:
         return Evidence(
             name=name,
@@ -257,20 +264,24 @@ def _decide(
     if not candidates:
         return _renamed_copy(asset, library, judge, now, exclude)
 
-    possible, set_aside, rejected = _screen(candidates, judge)
-    rejections = tuple(Rejection(f.path, judge.evidence(f)) for f in rejected)
+    if len(candidates) == 1:  # most assets: the same screen as `_screen`, without its lists
+        only = candidates[0]
+        if judge.date(only) is not DateEvidence.DIFFERENT or not judge.contradicted(only):
+            evidence = judge.evidence(only)
+            method = "filename+checksum" if evidence.checksum is Check.EQUAL else "filename"
+            return MatchResult.found(
+                only.path, method, confidence_for(evidence), evidence, matched_at=now, file_size=only.size
+            )
+        possible: list[LibraryFile] = []
+        set_aside: list[LibraryFile] = []
+        rejected = [only]
+    else:
+        possible, set_aside, rejected = _screen(candidates, judge)
+    rejections = tuple(Rejection(f.path, judge.evidence(f)) for f in rejected) if rejected else ()
     if not possible:
         # every same-named file is contradicted: this asset's own file is not among them
         result = _renamed_copy(asset, library, judge, now, exclude)
         return evolve(result, rejected=rejections, method=f"{result.method}+rejected")
-
-    if len(candidates) == 1:
-        only = possible[0]
-        evidence = judge.evidence(only)
-        method = "filename+checksum" if evidence.checksum is Check.EQUAL else "filename"
-        return MatchResult.found(
-            only.path, method, confidence_for(evidence), evidence, matched_at=now, file_size=only.size
-        )
 
     remaining = list(possible)
     steps: list[str] = ["exif_date"] if set_aside else []
@@ -326,13 +337,8 @@ def _screen(
         return agree, [f for f in candidates if f not in agree], []
     possible: list[LibraryFile] = []
     rejected: list[LibraryFile] = []
-    content = has_content_checksum(judge.asset)
     for f in candidates:
-        if content:
-            contradicted = judge.checksum(f) is Check.DIFFERENT
-        else:
-            contradicted = compare_sizes(f, judge.asset) is Check.DIFFERENT
-        (rejected if contradicted else possible).append(f)
+        (rejected if judge.contradicted(f) else possible).append(f)
     return possible, [], rejected
 
 

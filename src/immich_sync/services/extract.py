@@ -432,9 +432,11 @@ class _Decide:
     def _settle_claims(self, full: bool) -> None:
         """A file claimed by two live assets stays with the one whose evidence is strictly the
         strongest (`claim_rank`); the others are matched again without it. When the strongest are
-        equal, none keeps it: each is ambiguous, with the file as its candidate. A few rounds, as
-        an asset matched again may land on another claimed file."""
-        for _ in range(3):
+        equal, none keeps it: each is ambiguous, with the file as its candidate. Rounds until no
+        file is claimed twice, as an asset matched again may land on another claimed file; the
+        files an asset lost are never offered to it again, so the rounds end."""
+        lost: dict[str, set[str]] = {}  # asset id -> the files it lost: never offered to it again
+        for _ in range(10):
             claimed = self.cache.index.claimed_paths()
             if not claimed:
                 return
@@ -463,8 +465,10 @@ class _Decide:
                             f"its file is claimed as strongly by {len(leaders) - 1} other asset(s)",
                         )
                     else:
+                        excluded = lost.setdefault(node.id, set())
+                        excluded.add(path)
                         again = match_asset(
-                            node.asset, self.index, self.library, self.policy, self.now(), exclude={path}
+                            node.asset, self.index, self.library, self.policy, self.now(), exclude=excluded
                         )
                         self._rematch(node, again, "its file went to an asset with stronger evidence")
 
