@@ -8,11 +8,19 @@ from contextlib import contextmanager
 
 from .adapters.json_repository import JsonCacheRepository
 from .domain.cache import ImmichCache
+from .errors import CacheFileError
 
 
-def load_cache(path: str | os.PathLike[str]) -> ImmichCache:
-    """Read a cache file (an empty cache if it does not exist). Raises CacheFileError on a bad file."""
-    return JsonCacheRepository(path).load()
+def load_cache(path: str | os.PathLike[str], *, missing_ok: bool = False) -> ImmichCache:
+    """Read a cache file. Raises CacheFileError naming the path when there is none (an empty cache
+    instead with `missing_ok=True`) or when the file is not one this version reads."""
+    repo = JsonCacheRepository(path)
+    if not missing_ok and not repo.exists():
+        raise CacheFileError(
+            f"{os.fspath(path)}: no cache file there (run immich-cache first; "
+            "load_cache(path, missing_ok=True) gives an empty cache instead)"
+        )
+    return repo.load()
 
 
 def save_cache(cache: ImmichCache, path: str | os.PathLike[str]) -> None:

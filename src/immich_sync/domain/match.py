@@ -34,6 +34,12 @@ class Confidence(enum.IntEnum):
     HIGH = 3
     EXACT = 4
 
+    def __str__(self) -> str:
+        return self.label  # `high`, not `3` or `Confidence.HIGH`
+
+    def __format__(self, spec: str) -> str:
+        return self.label if not spec else format(int(self), spec)  # a number spec formats the rank
+
     @property
     def label(self) -> str:
         return self._name_.lower()  # not `.name`: an enum property, slow in the per-asset path

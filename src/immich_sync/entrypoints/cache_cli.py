@@ -108,40 +108,68 @@ def unreadable_text(result: ExtractResult) -> str:
     )
 
 
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """`1 album`, `2 albums`."""
+    return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
+_STATUS_WORDS = {"found": "found", "ambiguous": "ambiguous", "not_found": "not found"}
+
+
 def summary_text(result: ExtractResult, cache_path: str) -> str:
-    by_status = ", ".join(f"{k} {v}" for k, v in sorted(result.by_status.items())) or "none"
-    by_conf = ", ".join(f"{k} {v}" for k, v in sorted(result.by_confidence.items())) or "none"
-    by_method = ", ".join(f"{k} {v}" for k, v in sorted(result.by_method.items())) or "none"
-    lines = [
-        f"immich-cache: {result.fetched} assets from Immich v{result.server_version} in {result.duration:.1f} s"
-        + (" (resumed from a checkpoint)" if result.resumed else ""),
-        f"  cache:      {result.added} added, {result.updated} updated, {result.unchanged} unchanged; "
-        f"{result.gone} gone from the server",
-        f"  matching:   {result.matched} matched ({result.rematched} again); {by_status}",
-        f"  confidence: {by_conf}",
-        f"  methods:    {by_method}",
-        f"  library:    {result.files_scanned} files scanned; {result.albums} albums, {result.tags} tags",
+    """The run's summary: every line names what it counts (statuses of every listed asset,
+    methods and confidence of the found ones only), with labels aligned."""
+    by_status = ", ".join(f"{_STATUS_WORDS.get(k, k)} {v}" for k, v in sorted(result.by_status.items()) if v) or "none"
+    by_conf = ", ".join(f"{k} {v}" for k, v in sorted(result.by_confidence.items()) if v) or "none"
+    by_method = ", ".join(f"{k} {v}" for k, v in sorted(result.by_method.items()) if v) or "none"
+    decided = (
+        f"{plural(result.matched, 'decided', 'decided')} this run, {result.rematched} of them unchanged "
+        f"assets matched again; {result.fetched - result.matched} kept"
+    )
+    rows = [
+        (
+            "cache",
+            f"{result.added} added, {result.updated} updated, {result.unchanged} unchanged; "
+            f"{result.gone} gone from the server",
+        ),
+        ("matches", f"{by_status} ({decided})"),
+        ("confidence", f"{by_conf} (found assets)"),
+        ("methods", f"{by_method} (found assets)"),
+        (
+            "library",
+            f"{plural(result.files_scanned, 'file')} scanned; {plural(result.albums, 'album')}, "
+            f"{plural(result.tags, 'tag')}",
+        ),
     ]
     if result.verified:
-        lines.append(
-            f"  verified:   {result.confirmed} confirmed (same bytes, or an external asset's path), "
-            f"{result.demoted} demoted (other bytes)"
+        rows.append(
+            (
+                "verified",
+                f"{result.confirmed} confirmed (same bytes, or an external asset's path), "
+                f"{result.demoted} demoted (other bytes)",
+            )
         )
     if result.reassigned:
-        lines.append(
-            f"  settled:    {result.reassigned} matches changed after the listing (files claimed twice, "
-            "learned library roots)"
+        rows.append(
+            (
+                "settled",
+                f"{plural(result.reassigned, 'match', 'matches')} changed after the listing "
+                "(files claimed twice, learned library roots)",
+            )
         )
     if result.claimed_twice:
-        lines.append(f"  warning:    {len(result.claimed_twice)} files are matched by more than one asset")
+        rows.append(("warning", f"{plural(len(result.claimed_twice), 'file')} matched by more than one asset"))
     if result.unreadable:
-        lines.append(f"  warning:    {unreadable_text(result)}")
-    lines.append(
-        f"  saved to   {cache_path}"
-        if result.saved
-        else f"  unchanged: {cache_path} (nothing changed: the file is left as it was)"
+        rows.append(("warning", unreadable_text(result)))
+    if result.saved:
+        rows.append(("saved to", cache_path))
+    else:
+        rows.append(("unchanged", f"{cache_path} (nothing changed: the file is left as it was)"))
+    head = (
+        f"immich-cache: {plural(result.fetched, 'asset')} from Immich v{result.server_version} in "
+        f"{result.duration:.1f} s" + (" (resumed from a checkpoint)" if result.resumed else "")
     )
-    return "\n".join(lines)
+    return "\n".join([head, *(f"  {label + ':':11s} {text}" for label, text in rows)])
 
 
 def main(argv: list[str] | None = None, *, exit_when_done: bool = False) -> int:
@@ -217,7 +245,7 @@ def main(argv: list[str] | None = None, *, exit_when_done: bool = False) -> int:
             print(f"{PROG}: warning: {unreadable_text(result)}", file=sys.stderr)
         if not quiet:
             print(text)
-            print(f"  log:        {log_path}")
+            print(f"  {'log:':11s} {log_path}")
         if exit_when_done:
             _exit_now(0)  # `result` still holds the cache here: it is never freed node by node
         return 0

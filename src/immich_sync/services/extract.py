@@ -484,13 +484,13 @@ class _Decide:
         result.reassigned += 1
         if node.id in self.seen and before is not None:
             result.by_status[before.status] -= 1
-            result.by_method[before.method] -= 1
             if before.status == Status.FOUND:
+                result.by_method[before.method] -= 1
                 result.by_confidence[before.confidence] -= 1
         if after is not None and (node.id in self.seen):
             result.by_status[after.status] += 1
-            result.by_method[after.method] += 1
             if after.status == Status.FOUND:
+                result.by_method[after.method] += 1
                 result.by_confidence[after.confidence] += 1
         for counter in (result.by_status, result.by_method, result.by_confidence):
             for key in [k for k, v in counter.items() if v <= 0]:
@@ -541,8 +541,8 @@ class _Decide:
             match = self._verify(node, now)
         if match is not None:
             result.by_status[match.status] += 1
-            result.by_method[match.method] += 1
             if match.status == Status.FOUND:  # a str enum: compares as its text, no `.value` lookup
+                result.by_method[match.method] += 1  # how the found ones were found
                 result.by_confidence[match.confidence] += 1
         self.audit(audit_line(node.id, file_name, match, note))
         return node
