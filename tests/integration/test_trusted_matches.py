@@ -196,3 +196,17 @@ def test_find_filters_by_a_minimum_confidence(env_for, tmp_path):
     assert len(json.loads(find(tmp_path, env, *low_one, "--min-confidence=low").stdout)) == 1
     bad = find(tmp_path, env, *low_one, "--min-confidence=sure")
     assert bad.returncode == 2 and "takes low, medium, high or exact" in bad.stderr
+
+
+def test_find_path_is_by_path_only_relative_to_target_and_says_when_nothing_matched(env_for, tmp_path):
+    fake, env = env_for()
+    photos, taken = tmp_path / "Photos", datetime(2024, 5, 1, 9, 0)
+    asset_id = uploaded(fake, "IMG_1.JPG", taken, write(photos, "a/IMG_1.JPG", jpeg_bytes(taken, padding=1)))
+    write(photos, "b/IMG_1.JPG", jpeg_bytes(datetime(2019, 1, 1), padding=9))  # same name, not the asset's file
+    assert cli(tmp_path, env, "Photos").returncode == 0
+    relative = find(tmp_path, env, "--target=Photos", "--path=a/IMG_1.JPG")
+    assert relative.returncode == 0 and [n["id"] for n in json.loads(relative.stdout)] == [asset_id]
+    other = find(tmp_path, env, "--target=Photos", f"--path={photos / 'b/IMG_1.JPG'}")
+    assert other.returncode == 3 and json.loads(other.stdout) == [] and "nothing matched" in other.stderr
+    version = find(tmp_path, env, "--version")
+    assert version.returncode == 0 and version.stdout.startswith("immich-cache-find ")

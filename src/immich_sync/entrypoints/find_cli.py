@@ -9,11 +9,13 @@ Usage:
   immich-cache-find [options] --dates=RANGE
   immich-cache-find [options] --id=ID
   immich-cache-find (-h | --help)
+  immich-cache-find --version
 
 Options:
   --cache=FILE     The cache file; or give --target to use ./log/cache_<TARGET folder name>.json.
   --target=TARGET  The library folder the cache was made for.
-  --path=FILE      The asset matched to this file (else assets with its name).
+  --path=FILE      The asset(s) matched to this file, by path only (relative to TARGET, or absolute);
+                   to look a name up, use --name.
   --name=NAME      Assets with this original file name (any case or Unicode form).
   --tag=TAG        Assets with this tag: an id, a path such as Travel/Paris, or a name; sub-tags included.
   --album=ALBUM    Assets in this album (id or name).
@@ -23,6 +25,7 @@ Options:
   --min-confidence=LEVEL  Only found assets matched with at least this confidence: low, medium,
                    high or exact (high and exact are the levels safe to write metadata through).
   -h --help        Show this help.
+  --version        Show the version.
 
 Prints a JSON list of {"id", "asset", "match", "albums", "tags", ...} nodes, as stored in the cache.
 Exit codes: 0 found something; 3 nothing found; 2 bad arguments or cache file.
@@ -37,6 +40,7 @@ from datetime import date
 import orjson
 from docopt import DocoptExit, docopt
 
+from .. import __version__
 from ..adapters.json_repository import encode_node
 from ..api import load_cache
 from ..domain.match import Confidence
@@ -62,7 +66,7 @@ def _level(text: str) -> Confidence:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = docopt(__doc__, argv=argv)
+        args = docopt(__doc__, argv=argv, version=f"immich-cache-find {__version__}")
     except DocoptExit as exc:
         print(f"{PROG}: error: bad arguments (see {PROG} --help)\n{str(exc).strip()}", file=sys.stderr)
         return 2
@@ -79,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             raise BadInput(f"no cache file at {path}")
         cache = load_cache(path)
         if args["--path"]:
-            nodes = cache.find_file(os.path.abspath(args["--path"]))
+            given = os.path.expanduser(args["--path"])
+            if not os.path.isabs(given) and cache.target and not os.path.exists(given):
+                given = os.path.join(cache.target, given)  # relative to TARGET
+            nodes = cache.find_by_path(os.path.abspath(given))
         elif args["--name"]:
             nodes = cache.find_by_name(args["--name"])
         elif args["--tag"]:
@@ -112,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         for node in nodes
     ]
     sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
+    if not nodes:
+        print(f"{PROG}: nothing matched", file=sys.stderr)
     return 0 if nodes else 3
 
 
