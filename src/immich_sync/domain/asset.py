@@ -47,7 +47,7 @@ class Asset:
             library_id=raw.get("libraryId"),
             file_size=int(size) if isinstance(size, (int, float)) and size >= 0 else None,
             raw=raw,
-            external=_is_external(raw),
+            external=is_external_raw(raw),
         )
 
     @property
@@ -92,6 +92,7 @@ class Asset:
         return self.raw.get("livePhotoVideoId")
 
 
-def _is_external(raw: Mapping[str, Any]) -> bool:
+def is_external_raw(raw: Mapping[str, Any]) -> bool:
+    """The rule `Asset.is_external` follows, read from the server's dict."""
     flag = raw.get("isExternal")
     return flag if isinstance(flag, bool) else bool(raw.get("libraryId"))

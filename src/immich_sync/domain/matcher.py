@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from attrs import evolve, frozen
 
-from .asset import Asset
+from .asset import Asset, is_external_raw
 from .library import CaptureTime, LibraryFile, LibraryIndex
 from .match import Check, Confidence, DateEvidence, Evidence, MatchResult, MatchSummary, Rejection, Status
 from .names import asset_file_name, normalise_name
@@ -412,7 +412,7 @@ def files_to_date(raw: Mapping[str, Any], library: LibraryIndex) -> tuple[Librar
     ahead: every name candidate (one is dated for its confidence, several to narrow them down).
     External-library assets are left out: their path usually decides without a date. Read from the
     server's dict (building an Asset costs more than this look-ahead is meant to save)."""
-    if raw.get("libraryId") and raw.get("isExternal") is not False:
+    if is_external_raw(raw):
         return ()
     name = asset_file_name(raw.get("originalFileName"), raw.get("originalPath"))
     return library.named(name) if name else ()

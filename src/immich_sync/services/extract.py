@@ -482,16 +482,11 @@ class _Decide:
             return
         result = self.result
         result.reassigned += 1
-        if node.id in self.seen and before is not None:
-            result.by_status[before.status] -= 1
-            if before.status == Status.FOUND:
-                result.by_method[before.method] -= 1
-                result.by_confidence[before.confidence] -= 1
-        if after is not None and (node.id in self.seen):
-            result.by_status[after.status] += 1
-            if after.status == Status.FOUND:
-                result.by_method[after.method] += 1
-                result.by_confidence[after.confidence] += 1
+        if node.id in self.seen:  # counted by `_match` already: the count moves with the match
+            if before is not None:
+                self._tally(before, -1)
+            if after is not None:
+                self._tally(after, 1)
         for counter in (result.by_status, result.by_method, result.by_confidence):
             for key in [k for k, v in counter.items() if v <= 0]:
                 del counter[key]
@@ -540,12 +535,17 @@ class _Decide:
         if self.policy.verify and match is not None and match.status == Status.FOUND:
             match = self._verify(node, now)
         if match is not None:
-            result.by_status[match.status] += 1
-            if match.status == Status.FOUND:  # a str enum: compares as its text, no `.value` lookup
-                result.by_method[match.method] += 1  # how the found ones were found
-                result.by_confidence[match.confidence] += 1
+            self._tally(match, 1)
         self.audit(audit_line(node.id, file_name, match, note))
         return node
+
+    def _tally(self, match: MatchSummary, step: int) -> None:
+        """Count a match in the summary: its status; for a found one, its method and confidence."""
+        result = self.result
+        result.by_status[match.status] += step
+        if match.status == Status.FOUND:  # a str enum: compares as its text, no `.value` lookup
+            result.by_method[match.method] += step
+            result.by_confidence[match.confidence] += step
 
 
 def _apply(
