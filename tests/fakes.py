@@ -73,6 +73,10 @@ class FakeSource:
     def check(self) -> ServerInfo:
         return ServerInfo("http://fake", self.version, "me")
 
+    def album_list(self):
+        groups = self.album_groups
+        return [(aid, name, len(groups.members.get(aid, ()))) for aid, name in groups.names.items()]
+
     def iter_assets(self, updated_after=None, updated_before=None, album_id=None):
         self.calls.append(("iter_assets", updated_after, updated_before, album_id))
         for n, raw in enumerate(self._listed(album_id)):
@@ -122,6 +126,7 @@ class FakeLibrary:
         self.hash_reads: list[str] = []
         self.prefetched: list[str] = []
         self.unreadable: list[str] = []  # folders (absolute) an outage hides from the next scan
+        self.walked_files = 0
 
     def add(self, relative: str, size: int, taken: datetime | None = None, sha1: str | None = None) -> str:
         path = f"{self.root}/{relative}"
@@ -135,10 +140,14 @@ class FakeLibrary:
             for p, (rel, size, _, _) in self.files.items()
             if not any(p.startswith(h) for h in hidden)
         ]
+        self.walked_files = len(files)
         return LibraryIndex.from_files(root, files, self.unreadable)
 
     def index(self) -> LibraryIndex:
         return self.scan(self.root)
+
+    def walked(self) -> int:
+        return self.walked_files
 
     def prefetch(self, paths) -> None:
         self.prefetched.extend(paths)

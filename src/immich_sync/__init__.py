@@ -6,7 +6,7 @@ for node in cache.find_file("/photos/2024/IMG_0001.JPG"):
     print(node.id, node.match.status, node.asset_raw["exifInfo"])
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .api import load_cache, open_cache, save_cache
 from .domain.asset import Asset

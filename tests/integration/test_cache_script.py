@@ -96,17 +96,23 @@ def test_filters_and_their_combination(setup):
     "verbose", [pytest.param(["-v"], id="through-logging"), pytest.param([], id="straight-to-the-file")]
 )
 def test_audit_log_has_one_line_per_asset_and_no_key(setup, verbose):
+    """Every line of the log is one JSON object (parsed here by json.loads): an AUDIT object per
+    asset with its time and fields, and the summary as one object."""
     fake, tmp, env, ids = setup
     run = cli(tmp, env, "Photos", *verbose)
     logs = list((tmp / "log").glob("immich-cache_*.log"))
     assert run.returncode == 0 and len(logs) == 1
     text = logs[0].read_text()
-    audit = [line for line in text.splitlines() if " AUDIT asset=" in line]
-    assert len(audit) == 12 and {line.split("asset=")[1].split()[0] for line in audit} == set(ids)
-    stamp = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} AUDIT asset=\S+ name='[^']+' status=found ")
-    assert all(stamp.match(line) for line in audit), audit[:2]
-    assert (" AUDIT asset=" in run.stderr) == bool(verbose)
-    assert " AUDIT summary:" in text
+    lines = [json.loads(line) for line in text.splitlines()]
+    audit = [line for line in lines if line["level"] == "AUDIT" and "asset" in line]
+    assert len(audit) == 12 and {line["asset"] for line in audit} == set(ids)
+    stamp = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{2}:\d{2}$")
+    assert all(stamp.match(line["time"]) for line in lines), lines[:2]
+    assert all(line["status"] == "found" and line["path"] and line["confidence"] for line in audit), audit[:2]
+    assert {line["outcome"] for line in audit} == {"added"}
+    assert ("AUDIT {" in run.stderr) == bool(verbose)
+    (summary,) = [line for line in lines if line.get("event") == "summary"]
+    assert summary["summary"]["fetched"] == 12 and summary["summary"]["byStatus"] == {"found": 12}
     for blob in (text, run.stdout, run.stderr, (tmp / "log" / "cache_Photos.json").read_text()):
         assert fake.api_key not in blob
 
@@ -123,10 +129,21 @@ def test_audit_log_has_one_line_per_asset_and_no_key(setup, verbose):
         ),
         pytest.param(["Nowhere"], "does not exist", id="missing-target"),
         pytest.param(["Photos/2020/IMG_0000.JPG"], "is not a folder", id="target-is-a-file"),
-        pytest.param(["Photos", "--album=holidays"], "is not an album id", id="bad-album-id"),
+        pytest.param(
+            ["Photos", "--album=Nowhere Trip"], "no album named 'Nowhere Trip' among the 1 albums", id="no-album-named"
+        ),
         pytest.param(["Photos", f"--album={ALBUM_UNKNOWN}"], f"album {ALBUM_UNKNOWN} not found", id="unknown-album"),
         pytest.param(["Photos", "--cache=foreign.json"], "not an immich-sync cache file", id="foreign-cache"),
-        pytest.param(["Photos", "--bogus"], "bad arguments", id="unknown-option"),
+        pytest.param(
+            ["Photos", "--bogus"], "error: unknown option --bogus (see immich-cache --help)", id="unknown-option"
+        ),
+        pytest.param([], "error: TARGET is missing: the library folder to match", id="no-target"),
+        pytest.param(["Photos", "Photos"], "one TARGET only (got 'Photos', 'Photos')", id="two-targets"),
+        pytest.param(["--target=Photos", "Photos"], "give TARGET or --target, not both", id="target-twice"),
+        pytest.param(["Photos", "--cache"], "--cache needs a value, as in --cache=...", id="option-without-value"),
+        pytest.param(["Photos", "--clear=yes"], "--clear takes no value", id="flag-with-value"),
+        pytest.param(["Photos", "-x"], "unknown option -x", id="unknown-short-option"),
+        pytest.param(["Photos", "--keep-logs=some"], "--keep-logs must be a whole number", id="bad-keep-logs"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_keeps_the_cache(setup, args, message):
@@ -137,6 +154,7 @@ def test_bad_input_exits_2_with_one_line_and_keeps_the_cache(setup, args, messag
     run = cli(tmp, env, *args)
     assert run.returncode == 2, run.stderr
     assert message in run.stderr and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "Option(" not in run.stderr and "Usage:" not in run.stderr
     assert (tmp / "log" / "cache_Photos.json").read_bytes() == before
     assert (tmp / "foreign.json").read_text() == '{"name": "not ours"}'
 
@@ -212,6 +230,84 @@ def test_killed_run_keeps_the_old_cache_and_the_next_run_completes(setup):
     assert run.returncode == 0 and "12 updated" in run.stdout
 
 
+def test_a_read_only_cache_folder_is_refused_before_any_work(setup):
+    fake, tmp, env, _ids = setup
+    # root writes anywhere chmod allows: /sys refuses new files even to root
+    folder = "/sys/kernel" if os.geteuid() == 0 else str(tmp / "ro")
+    if folder != "/sys/kernel":
+        os.mkdir(folder, 0o555)
+    run = cli(tmp, env, "Photos", f"--cache={folder}/cache.json")
+    assert run.returncode == 2, run.stderr
+    assert f"cannot write in {folder}" in run.stderr and "give --cache=FILE" in run.stderr
+    assert "in use by another" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert not any(path.startswith("/api/search") for _method, path, _body in fake.requests)
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        pytest.param('{"name": "not ours"}', "not an immich-sync cache file", id="foreign"),
+        pytest.param('{"version": 1, "assets": {"a": ', "corrupt or truncated", id="truncated"),
+    ],
+)
+def test_a_refused_file_gets_no_lock_file_and_the_message_says_what_to_do(setup, content, message):
+    _fake, tmp, env, _ids = setup
+    path = tmp / "other.json"
+    path.write_text(content)
+    run = cli(tmp, env, "Photos", f"--cache={path}")
+    assert run.returncode == 2 and message in run.stderr, run.stderr
+    assert "left as it is" in run.stderr and "--cache=FILE" in run.stderr
+    assert path.read_text() == content and sorted(p.name for p in tmp.iterdir() if p.name.startswith("other")) == [
+        "other.json"
+    ]
+
+
+def test_a_plain_http_server_spoken_to_with_https_gets_the_right_hint(setup):
+    fake, tmp, env, _ids = setup
+    run = cli(tmp, {**env, "IMMICH_INSTANCE_URL": fake.url.replace("http://", "https://")}, "Photos")
+    assert run.returncode == 1, run.stderr
+    assert "does not speak TLS" in run.stderr and f"try {fake.url}" in run.stderr, run.stderr
+    assert "certificate" not in run.stderr
+
+
+def test_url_option_login_file_and_verbose_says_where_each_came_from(setup):
+    fake, tmp, env, _ids = setup
+    home = tmp / "home"
+    (home / ".config" / "immich").mkdir(parents=True)
+    (home / ".config" / "immich" / "auth.yml").write_text(f"url: {fake.url}/api\nkey: {fake.api_key}\n")
+    bare = {k: v for k, v in env.items() if not k.startswith("IMMICH_")}
+    run = cli(tmp, {**bare, "HOME": str(home), "XDG_CONFIG_HOME": ""}, "Photos", "-v")
+    assert run.returncode == 0, run.stderr
+    login = str(home / ".config" / "immich" / "auth.yml")
+    assert f"server URL from {login}; API key from {login}" in run.stderr
+    assert fake.api_key not in run.stderr + run.stdout
+    run = cli(tmp, {**bare, "IMMICH_API_KEY": fake.api_key}, "Photos", f"--url={fake.url}", "-v", "--insecure")
+    assert run.returncode == 0, run.stderr
+    assert "server URL from --url; API key from IMMICH_API_KEY in the environment" in run.stderr
+
+
+def test_album_by_name_and_names_shared_by_two_albums(setup):
+    fake, tmp, env, ids = setup
+    run = cli(tmp, env, "Photos", "--album=Trip")
+    assert run.returncode == 0, run.stderr
+    assert sorted(cache_of(tmp)["assets"]) == sorted(ids[:2])
+    twin = fake.add_album("Trip", ids[5:6])
+    before = (tmp / "log" / "cache_Photos.json").read_bytes()
+    run = cli(tmp, env, "Photos", "--album=Trip")
+    assert run.returncode == 2 and "2 albums are named 'Trip'" in run.stderr and twin.id in run.stderr, run.stderr
+    assert (tmp / "log" / "cache_Photos.json").read_bytes() == before
+
+
+def test_log_dir_and_keep_logs(setup):
+    _fake, tmp, env, _ids = setup
+    for _ in range(3):
+        assert cli(tmp, env, "Photos", "--log-dir=logs", "--keep-logs=2").returncode == 0
+    logs = sorted((tmp / "logs").glob("immich-cache_*.log"))
+    assert len(logs) == 2 and not list((tmp / "log").glob("immich-cache_*.log"))
+    run = cli(tmp, env, "Photos", "--log-dir=logs", "--keep-logs=2")
+    assert f"log:        {tmp / 'logs'}" in run.stdout
+
+
 def test_two_runs_at_once_the_second_is_refused(setup):
     fake, tmp, env, _ids = setup
     first = start_slow_run(fake, tmp, env, latency=0.3, until="/api/server/ping")  # holds the lock
@@ -271,17 +367,45 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_cache(setup):
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
     assert (tmp / "log" / "cache_Photos.json").read_bytes() == before
+    # a run stopped before two minutes of matching kept no checkpoint, and says so
+    assert "no checkpoint was kept" in err and not (tmp / "log" / "cache_Photos.json.checkpoint").exists()
+
+
+def test_sigterm_ends_as_cleanly_as_ctrl_c_and_names_the_checkpoint_that_exists(setup):
+    """A checkpoint from an earlier interrupted run is there: the message names it."""
+    fake, tmp, env, _ids = setup
+    proc, before = run_to_interrupt(setup)
+    checkpoint = tmp / "log" / "cache_Photos.json.checkpoint"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and "terminated" in err, err
+    assert "Traceback" not in err and "leaked" not in err and "resource_tracker" not in err, err
+    assert (tmp / "log" / "cache_Photos.json").read_bytes() == before
+    assert "no checkpoint was kept" in err
+    checkpoint.write_bytes(before)  # as an earlier interrupted run leaves it
+    proc = start_slow_run(fake, tmp, env)  # resumes from it, and is stopped again
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and f"kept in the checkpoint {checkpoint} and the next run continues" in err, err
 
 
 def test_log_time_stamps_read_as_loggings_own():
-    """The AUDIT writer's stamp (cached per second and per millisecond) reads exactly as
-    logging's `%(asctime)s` would, for times in the same and in following milliseconds."""
+    """The log's stamp (cached per second and per millisecond) is local ISO 8601 time whose
+    milliseconds are logging's own `msecs`, for times in the same and in following milliseconds."""
     import logging
+    import time
 
     from immich_sync.audit import SecondFormatter
 
-    ours, theirs = SecondFormatter("%(asctime)s"), logging.Formatter("%(asctime)s")
+    ours = SecondFormatter()
     start = 1_796_000_000.0
     for created in [start + k * 0.00037 for k in range(5000)] + [start + 59.9996, start + 60.0, start + 3600.5]:
-        record = logging.makeLogRecord({"created": created, "msecs": int((created - int(created)) * 1000)})
-        assert ours.stamp(created) == theirs.format(record), created
+        record = logging.makeLogRecord({"created": created})
+        record.msecs = int((created - int(created)) * 1000)
+        local = time.localtime(int(created))
+        offset = time.strftime("%z", local)
+        expected = f"{time.strftime('%Y-%m-%dT%H:%M:%S', local)}.{int(record.msecs):03d}{offset[:3]}:{offset[3:]}"
+        assert ours.stamp(created) == expected, created
+        assert datetime.fromisoformat(expected).timestamp() == pytest.approx(created, abs=0.001)

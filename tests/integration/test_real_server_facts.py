@@ -356,15 +356,15 @@ def test_a_progress_total_that_counts_partners_is_shown_as_an_estimate():
 
     ticks = iter(range(0, 1000, 11))
     out = io.StringIO()
-    progress = LineProgress(out, every=10.0, clock=lambda: next(ticks))
-    progress.stage("fetching and matching", 59, estimate=True)  # recorded v3.1.0: 59 counted, 56 own
+    progress = LineProgress(out, every=10.0, clock=lambda: next(ticks), tick_every=None)
+    progress.stage("listing and matching", 59, estimate=True)  # recorded v3.1.0: 59 counted, 56 own
     progress.advance(56)
-    assert out.getvalue().strip() == "immich-cache: fetching and matching: 56/~59"
+    assert out.getvalue().strip() == "immich-cache: listing and matching: 56/~59 assets (11 s)"
     exact = io.StringIO()
-    progress = LineProgress(exact, every=10.0, clock=lambda: next(ticks))
-    progress.stage("fetching and matching", 4)  # an album: the count is what will be listed
+    progress = LineProgress(exact, every=10.0, clock=lambda: next(ticks), tick_every=None)
+    progress.stage("listing and matching", 4)  # an album: the count is what will be listed
     progress.advance(4)
-    assert exact.getvalue().strip() == "immich-cache: fetching and matching: 4/4"
+    assert exact.getvalue().strip() == "immich-cache: listing and matching: 4/4 assets (11 s)"
 
 
 def test_the_recorded_v310_statistics_count_partners_assets():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 
@@ -138,10 +139,18 @@ def test_every_asset_gets_one_audit_line(world, caplog):
     lib, source, repo, _ = world
     caplog.set_level(25, logger="immich_sync.audit")
     run(lib, source, repo)
-    lines = [r.getMessage() for r in caplog.records if r.name == "immich_sync.audit"]
+    lines = [json.loads("{" + r.getMessage() + "}") for r in caplog.records if r.name == "immich_sync.audit"]
     assert len(lines) == 4
-    assert any("status=ambiguous candidates=2" in line for line in lines)
-    assert any("status=found path='/lib/2024/a.jpg' method=filename confidence=high" in line for line in lines)
+    assert {"status": "ambiguous", "candidates": 2} in [
+        {k: line.get(k) for k in ("status", "candidates")} for line in lines
+    ]
+    found = {line["name"]: line for line in lines}["a.jpg"]
+    assert (found["status"], found["path"], found["method"], found["confidence"]) == (
+        "found",
+        "/lib/2024/a.jpg",
+        "filename",
+        "high",
+    )
 
 
 def test_a_file_claimed_as_strongly_by_two_assets_goes_to_neither(world):

@@ -206,9 +206,10 @@ def test_gone_marking_and_stats():
     cache.set_match("b", MatchResult.not_found())
     assert cache.mark_gone("b", T0) and not cache.mark_gone("b", T0)
     stats = cache.stats()
-    assert stats["assets"] == 2 and stats["gone_from_server"] == 1
-    assert stats["by_status"] == {"found": 1, "not_found": 1}
-    assert stats["by_confidence"] == {"high": 1}
+    assert stats["assets"] == 2 and stats["goneFromServer"] == 1
+    assert stats["byStatus"] == {"found": 1, "not_found": 1}
+    assert stats["byConfidence"] == {"high": 1}
+    assert set(stats["byMethod"]) == {found("/lib/a.jpg").method}  # found assets only, as byConfidence
     cache.upsert(raw("b"), T0)  # seen again
     assert cache.get("b").gone_since is None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pytest
@@ -49,3 +50,252 @@ def test_load_cache_of_a_missing_file_names_the_path(tmp_path):
 def test_statuses_and_confidences_print_as_their_words():
     assert f"{Status.FOUND} {Confidence.HIGH}" == "found high" and str(Confidence.EXACT) == "exact"
     assert f"{Confidence.HIGH:d}" == "3" and Confidence.HIGH > Confidence.MEDIUM
+
+
+# --- 2. logs a tool can read: unique names, pruning
+def test_two_runs_of_the_same_second_never_share_a_log_file(tmp_path):
+    from datetime import datetime
+
+    from immich_sync.audit import new_log_file
+
+    moment = datetime(2026, 12, 1, 13, 53, 18)
+    paths = [new_log_file(str(tmp_path), "immich-cache", moment) for _ in range(3)]
+    assert [p.rsplit("/", 1)[1] for p in paths] == [
+        "immich-cache_20261201-135318.log",
+        "immich-cache_20261201-135318-2.log",
+        "immich-cache_20261201-135318-3.log",
+    ]
+
+
+def test_old_logs_are_pruned_to_the_newest_ones_and_nothing_else_is_touched(tmp_path):
+    from immich_sync.audit import prune_logs
+
+    names = [f"immich-cache_202612{day:02d}-120000.log" for day in range(1, 31)]
+    names += ["immich-cache_20261231-235959.log", "immich-cache_20261231-235959-2.log"]
+    for name in [*names, "notes.txt", "immich-cache-find_20260101-000000.log", "cache_Photos.json"]:
+        (tmp_path / name).write_text("x")
+    deleted = prune_logs(str(tmp_path), "immich-cache", keep=30)
+    assert sorted(p.rsplit("/", 1)[1] for p in deleted) == names[:2]  # the two oldest
+    left = {p.name for p in tmp_path.iterdir()}
+    assert set(names[2:]) <= left and {"notes.txt", "cache_Photos.json"} <= left
+    assert prune_logs(str(tmp_path), "immich-cache", keep=0) == []  # 0 keeps every one
+
+
+def test_an_audit_line_escapes_what_json_needs_and_keeps_unicode():
+    from immich_sync.audit import audit_line
+    from immich_sync.domain.match import MatchSummary
+
+    match = MatchSummary(Status.FOUND, 'a "q"\\b/caf\u00e9\n.jpg', "filename", "high", 1, 1)
+    line = json.loads("{" + audit_line("id-1", 'caf\u00e9 "1".jpg', match, "added") + "}")
+    assert line == {
+        "asset": "id-1",
+        "name": 'caf\u00e9 "1".jpg',
+        "status": "found",
+        "path": 'a "q"\\b/caf\u00e9\n.jpg',
+        "method": "filename",
+        "confidence": "high",
+        "outcome": "added",
+    }
+    unmatched = json.loads("{" + audit_line("id-2", "x.jpg", None, "added") + "}")
+    assert unmatched["status"] == "unmatched"
+
+
+# --- 7. the habits of Immich users: where the URL and the key come from
+@pytest.fixture
+def config_home(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    home = tmp_path / "home"
+    (home / ".config" / "immich").mkdir(parents=True)
+    return home
+
+
+def login(folder, text):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "auth.yml").write_text(text)
+    return folder / "auth.yml"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("url: https://photos.example/api\nkey: from-login\n", id="current-cli"),
+        pytest.param("instanceUrl: https://photos.example/api\napiKey: from-login\n", id="older-cli"),
+        pytest.param("url: 'https://photos.example/api'\nkey: \"from-login\"\n", id="quoted"),
+    ],
+)
+def test_the_official_clis_login_file_is_the_last_fallback(config_home, text):
+    from immich_sync.adapters.immich_config import ImmichConfig
+
+    path = login(config_home / ".config" / "immich", text)
+    config = ImmichConfig.from_env(environ={"HOME": str(config_home)})
+    assert (config.url, config.api_key) == ("https://photos.example/api", "from-login")
+    assert config.url_source == config.key_source == str(path)
+
+
+def test_the_login_file_under_xdg_config_home_and_immich_config_dir(config_home, tmp_path):
+    from immich_sync.adapters.immich_config import ImmichConfig
+
+    xdg = login(tmp_path / "xdg" / "immich", "url: http://xdg\nkey: k-xdg\n")
+    environ = {"HOME": str(config_home), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    assert ImmichConfig.from_env(environ=environ).key_source == str(xdg)
+    own = login(tmp_path / "own", "url: http://own\nkey: k-own\n")
+    config = ImmichConfig.from_env(environ={**environ, "IMMICH_CONFIG_DIR": str(tmp_path / "own")})
+    assert (config.url, config.api_key, config.key_source) == ("http://own", "k-own", str(own))
+
+
+def test_the_environment_and_env_file_win_over_the_login_file_and_url_wins_over_all(config_home):
+    from immich_sync.adapters.immich_config import ImmichConfig
+
+    login(config_home / ".config" / "immich", "url: https://photos.example/api\nkey: from-login\n")
+    (config_home.parent / ".env").write_text("IMMICH_API_KEY=from-dotenv\n")
+    environ = {"HOME": str(config_home)}
+    config = ImmichConfig.from_env(environ=environ)
+    assert config.api_key == "from-dotenv" and config.key_source.startswith("IMMICH_API_KEY in ")
+    assert config.url_source.endswith("auth.yml")  # the URL still from the login file
+    environ["IMMICH_API_KEY"] = "from-env"
+    assert ImmichConfig.from_env(environ=environ).key_source == "IMMICH_API_KEY in the environment"
+    config = ImmichConfig.from_env(environ=environ, url="http://given", insecure=True)
+    assert (config.url, config.url_source, config.verify) == ("http://given", "--url", False)
+
+
+def test_the_login_files_key_is_never_sent_to_another_server(config_home):
+    from immich_sync.adapters.immich_config import ImmichConfig
+    from immich_sync.errors import BadInput
+
+    login(config_home / ".config" / "immich", "url: https://photos.example/api\nkey: from-login\n")
+    same = ImmichConfig.from_env(environ={"HOME": str(config_home)}, url="HTTPS://Photos.example/")
+    assert same.api_key == "from-login"  # the same server, spelled otherwise
+    with pytest.raises(BadInput, match="holds a key for another server") as raised:
+        ImmichConfig.from_env(environ={"HOME": str(config_home)}, url="https://other.example")
+    assert "from-login" not in str(raised.value)
+
+
+def test_a_key_file_is_read_and_a_bad_one_is_named(config_home, tmp_path):
+    from immich_sync.adapters.immich_config import ImmichConfig
+    from immich_sync.errors import BadInput
+
+    (tmp_path / "key.txt").write_text("  from-file\n")
+    environ = {"HOME": str(config_home), "IMMICH_URL": "http://x", "IMMICH_API_KEY_FILE": str(tmp_path / "key.txt")}
+    config = ImmichConfig.from_env(environ=environ)
+    assert (config.api_key, config.key_source) == ("from-file", str(tmp_path / "key.txt"))
+    with pytest.raises(BadInput, match=r"names .*missing.txt, which cannot be read"):
+        ImmichConfig.from_env(environ={**environ, "IMMICH_API_KEY_FILE": str(tmp_path / "missing.txt")})
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(BadInput, match="which is empty"):
+        ImmichConfig.from_env(environ={**environ, "IMMICH_API_KEY_FILE": str(tmp_path / "empty.txt")})
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        pytest.param("url: [unclosed\n", "cannot read the Immich CLI's login file", id="not-yaml"),
+        pytest.param("- a\n- b\n", "does not hold url: and key:", id="a-list"),
+        pytest.param("url: http://x\n", "does not hold both url: and key:", id="no-key"),
+    ],
+)
+def test_a_broken_login_file_is_named(config_home, text, message):
+    from immich_sync.adapters.immich_config import ImmichConfig
+    from immich_sync.errors import BadInput
+
+    path = login(config_home / ".config" / "immich", text)
+    with pytest.raises(BadInput, match=message) as raised:
+        ImmichConfig.from_env(environ={"HOME": str(config_home)})
+    assert str(path) in str(raised.value)
+
+
+def test_without_any_source_the_error_names_every_place(config_home):
+    from immich_sync.adapters.immich_config import ImmichConfig
+    from immich_sync.errors import BadInput
+
+    with pytest.raises(BadInput) as raised:
+        ImmichConfig.from_env(environ={"HOME": str(config_home)})
+    text = str(raised.value)
+    assert "--url" in text and ".env" in text and "immich login" in text and "auth.yml" in text
+
+
+# --- 4. a TLS error's hint fits its cause
+@pytest.mark.parametrize(
+    "cause,hint",
+    [
+        pytest.param("[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)", "try http://h:2283", id="plain"),
+        pytest.param("[SSL] record layer failure (_ssl.c:1000)", "may serve plain HTTP", id="plain-openssl-3.2"),
+        pytest.param(
+            "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate",
+            "IMMICH_CA_BUNDLE",
+            id="self-signed",
+        ),
+    ],
+)
+def test_a_tls_errors_hint_fits_its_cause(cause, hint):
+    from immich_sync.adapters.immich_http import tls_problem
+
+    text = tls_problem("https://h:2283/api/server/version", cause)
+    assert hint in text
+    assert ("certificate" in text) == ("certificate" in cause)
+
+
+# --- 6. --album by name
+def test_an_album_is_found_by_its_name_and_shared_names_are_refused_with_their_ids():
+    from fakes import FakeSource
+    from immich_sync.errors import BadInput
+    from immich_sync.ports import Groups
+    from immich_sync.services.extract import album_by_name
+
+    names = {"a1": "Italy Trip", "a2": "Paris", "a3": "Paris", "a4": "Caf\u00e9"}
+    source = FakeSource(albums=Groups(names, {"a2": frozenset({"x", "y"})}))
+    assert album_by_name(source, "Italy Trip") == "a1"
+    assert album_by_name(source, "italy trip") == "a1"  # any case when no album has it exactly
+    assert album_by_name(source, "CAFE\u0301") == "a4"  # and any Unicode form
+    with pytest.raises(BadInput, match=r"2 albums are named 'Paris': a2 \(2 assets\); a3 \(0 assets\); give --album"):
+        album_by_name(source, "Paris")
+    with pytest.raises(BadInput, match=r"no album named 'Italy' among the 4 albums .*'Italy Trip'"):
+        album_by_name(source, "Italy")
+
+
+# --- 3. progress from the first second
+def test_progress_shows_a_slow_walk_and_a_slow_server_while_they_work():
+    import io
+    import threading
+    import time
+    from datetime import UTC, datetime
+
+    from fakes import FakeLibrary, FakeSource, InMemoryCacheRepository
+    from immich_sync.entrypoints.progress import LineProgress
+    from immich_sync.services.extract import ExtractRequest, run_extract
+    from immich_sync.testing.factory import make_asset
+
+    taken = datetime(2024, 5, 1, 12, 0)
+    lib = FakeLibrary()
+    lib.add("2024/a.jpg", 100, taken)
+    walk_started = threading.Event()
+
+    class SlowWalk(FakeLibrary):
+        def scan(self, root):
+            walk_started.set()
+            for n in range(1, 6):  # a network share: files counted as they come
+                self.walked_files = n * 100
+                time.sleep(0.12)
+            return lib.scan(root)
+
+    class SlowServer(FakeSource):
+        def check(self):
+            walk_started.wait(5)
+            time.sleep(0.5)
+            return super().check()
+
+    slow_walk = SlowWalk(files=lib.files)
+    asset = make_asset(owner_id="me", name="a.jpg", taken=taken, size=100, checksum="c")
+    out = io.StringIO()
+    progress = LineProgress(out, every=0.1, tick_every=0.02)
+    run_extract(
+        ExtractRequest(target="/lib"),
+        SlowServer([asset]),
+        InMemoryCacheRepository(),
+        slow_walk,
+        now=lambda: datetime(2026, 1, 1, tzinfo=UTC),
+        progress=progress,
+    )
+    lines = out.getvalue().splitlines()
+    assert any(line.startswith("immich-cache: connecting to the server: working (") for line in lines), lines
+    walked = [int(line.split(": ")[2].split()[0]) for line in lines if "walking TARGET" in line]
+    assert walked and walked == sorted(walked) and walked[-1] <= 500 and all(line.endswith(" s)") for line in lines)

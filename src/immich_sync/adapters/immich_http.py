@@ -165,12 +165,7 @@ class ImmichConnection:
         except requests.exceptions.RetryError as exc:
             raise ImmichError(self._scrub(f"{method} {url} kept failing after retries: {exc}")) from None
         except requests.exceptions.SSLError as exc:
-            raise ServerUnreachable(
-                self._scrub(
-                    f"cannot reach {url}: TLS certificate problem ({_cause(exc)}); for a self-signed "
-                    "certificate set IMMICH_CA_BUNDLE"
-                )
-            ) from None
+            raise ServerUnreachable(self._scrub(tls_problem(url, _cause(exc)))) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             raise ServerUnreachable(self._scrub(f"cannot reach {url}: {_cause(exc)}")) from None
 
@@ -254,6 +249,14 @@ class ImmichConnection:
         info = ServerInfo(url=self._config.url, version=version, user_id=str(me["id"]))
         log.info("connected to Immich v%s at %s", info.version_text, self._config.url)
         return info
+
+    def album_list(self) -> list[tuple[str, str, int]]:
+        """(id, name, asset count) of every album the user can see: owned and shared with them."""
+        self.check()
+        return [
+            (str(a["id"]), str(a.get("albumName") or ""), int(a.get("assetCount") or 0))
+            for a in self._call("GET", "albums")
+        ]
 
     def check_album(self, album_id: str) -> dict[str, Any]:
         """The album, or AlbumNotFound; a non-UUID id is refused before any request."""
@@ -654,6 +657,34 @@ def _within(updated_at: Any, after: datetime | None, before: datetime | None) ->
     return (after is None or moment >= after.replace(microsecond=after.microsecond // 1000 * 1000)) and (
         before is None or moment <= before
     )
+
+
+# What OpenSSL says when the other end does not speak TLS at all (a plain-HTTP server), by version
+_NOT_TLS = (
+    "wrong version number",
+    "record layer failure",
+    "packet length too long",
+    "unknown protocol",
+    "http request",
+)
+_CERTIFICATE = ("certificate", "self signed", "self-signed", "hostname", "unable to get local issuer")
+
+
+def tls_problem(url: str, cause: str) -> str:
+    """A TLS failure's message, with the hint that fits its cause."""
+    lowered = cause.lower()
+    if any(words in lowered for words in _NOT_TLS):
+        plain = "http://" + url.split("://", 1)[-1]
+        return (
+            f"cannot reach {url}: the server does not speak TLS there ({cause}); it may serve plain HTTP: "
+            f"try {plain.split('/api', 1)[0]} in IMMICH_INSTANCE_URL or --url"
+        )
+    if any(words in lowered for words in _CERTIFICATE):
+        return (
+            f"cannot reach {url}: TLS certificate problem ({cause}); for a self-signed certificate set "
+            "IMMICH_CA_BUNDLE to its CA file (or, on a trusted network only, --insecure)"
+        )
+    return f"cannot reach {url}: TLS failed ({cause})"
 
 
 def _cause(exc: BaseException) -> str:

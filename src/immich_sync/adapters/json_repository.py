@@ -21,7 +21,7 @@ from ..domain.cache import FORMAT_VERSION, CacheNode, ImmichCache
 from ..domain.index import raw_day, raw_name_key
 from ..domain.match import Confidence, Evidence, MatchResult, MatchSummary, Status
 from ..domain.timestamps import format_instant, parse_instant
-from ..errors import CacheFileError, CacheLocked
+from ..errors import CacheFileError, CacheLocked, OtherAccount
 
 if TYPE_CHECKING:
     import cattrs
@@ -127,7 +127,7 @@ def write_cache(handle: BinaryIO, cache: ImmichCache, saved_at: datetime) -> Non
 
 def _header(cache: ImmichCache, saved_at: datetime) -> dict[str, Any]:
     stats = cache.stats()
-    stats.pop("last_run")
+    stats.pop("lastRun")
     return {
         "version": FORMAT_VERSION,
         "generator": f"immich-sync {__version__}",
@@ -444,7 +444,12 @@ class JsonCacheRepository:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Hold the cache for one run. The folder must take new files (the lock, the checkpoint,
+        the saved cache): a read-only one is refused here, before any work. A run that refuses the
+        file it found (not a cache, damaged, another account's) leaves no lock file of its own
+        beside it."""
+        self.check_writable()
+        existed = self.lock_path.exists()
         lock = FileLock(str(self.lock_path), timeout=0)
         try:
             lock.acquire()
@@ -452,8 +457,26 @@ class JsonCacheRepository:
             raise CacheLocked(f"{self.path} is in use by another immich-cache run (lock {self.lock_path})") from None
         try:
             yield
+        except (CacheFileError, OtherAccount):
+            if not existed:
+                self.lock_path.unlink(missing_ok=True)
+            raise
         finally:
             lock.release()
+
+    def check_writable(self) -> None:
+        """CacheFileError unless a file can be made in the cache's folder (made if missing)."""
+        folder = self.path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{self.path.name}.", suffix=".probe")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise CacheFileError(
+                f"cannot write in {folder} ({exc.strerror or exc}): the cache, its lock and its checkpoint are "
+                "written there; give --cache=FILE in a folder you can write"
+            ) from None
 
     def exists(self) -> bool:
         return self.path.exists()

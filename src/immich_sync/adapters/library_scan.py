@@ -111,16 +111,35 @@ class _Collected(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+WALK_COUNT_EVERY = 256  # files between two updates of the walk's shared count
+_walk_count: Any = None  # in a reader process: the count shared with the command (see _reader_init)
+
+
+def counted(files: Iterable[LibraryFile], count: Callable[[int], None]) -> Iterator[LibraryFile]:
+    """The files, telling `count` how many have gone by every WALK_COUNT_EVERY files and at the end."""
+    n = 0
+    for n, file in enumerate(files, 1):
+        if n % WALK_COUNT_EVERY == 0:
+            count(n)
+        yield file
+    count(n)
+
+
 def _walk_in_reader(root: str) -> tuple[list[str], list[str], list[int], list[str], list[str]]:
     """`scan_files` in a reader process: paths, relative paths and sizes as plain lists (they cross
     the pipe far faster than LibraryFile objects), the walk's warnings for the command to log, and
-    what it could not read."""
+    what it could not read. The count of files walked so far is shared with the command."""
     collected = _Collected()
     log.addHandler(collected)
     log.propagate = False
     unreadable: list[str] = []
+
+    def count(n: int) -> None:
+        if _walk_count is not None:
+            _walk_count.value = n
+
     try:
-        files = list(scan_files(root, unreadable))
+        files = list(counted(scan_files(root, unreadable), count))
     finally:
         log.removeHandler(collected)
     paths, relatives, sizes = [f.path for f in files], [f.relative for f in files], [f.size for f in files]
@@ -155,10 +174,13 @@ def default_readers() -> int:
     return max(1, min(4, cores - 1))
 
 
-def _reader_init(parent: int) -> None:
+def _reader_init(parent: int, walk_count: Any = None) -> None:
+    global _walk_count
+    _walk_count = walk_count
     # Ctrl-C reaches the whole process group: the command handles it, its readers must not print
-    # a traceback each. A reader whose command was killed (SIGKILL, out of memory) would wait for
-    # work forever, since it holds its own queue's both ends: it watches its parent instead.
+    # a traceback each (and SIGTERM to the group likewise: the command stops them itself). A
+    # reader whose command was killed (SIGKILL, out of memory) would wait for work forever, since
+    # it holds its own queue's both ends: it watches its parent instead.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
@@ -181,9 +203,9 @@ def _terminate_readers(pool: ProcessPoolExecutor) -> None:
         process.terminate()
 
 
-def _walk_here(root: str) -> LibraryIndex:
+def _walk_here(root: str, count: Callable[[int], None] = lambda n: None) -> LibraryIndex:
     unreadable: list[str] = []  # filled by the walk, which from_files runs before reading it
-    return LibraryIndex.from_files(root, scan_files(root, unreadable), unreadable)
+    return LibraryIndex.from_files(root, counted(scan_files(root, unreadable), count), unreadable)
 
 
 class LocalLibrary:
@@ -208,6 +230,8 @@ class LocalLibrary:
         self._tasks: dict[Future, list[str]] = {}  # task -> its paths, in order
         self.reads = 0
         self.hashes = 0
+        self._walked = 0  # files walked here, or the readers' shared count below
+        self._walk_count: Any = None
 
     def __enter__(self) -> LocalLibrary:
         self._closed = False
@@ -249,12 +273,20 @@ class LocalLibrary:
                     log.warning("walking %s in this process (the reader failed: %s: %s)", root, type(exc).__name__, exc)
             else:
                 if found is None:  # closed before the walk began
-                    return _walk_here(root)
+                    return _walk_here(root, self._count_walk)
                 paths, relatives, sizes, warnings, unreadable = found
                 for message in warnings:
                     log.warning("%s", message)
+                self._walked = len(paths)
                 return LibraryIndex.from_files(root, map(LibraryFile, paths, relatives, sizes), unreadable)
-        return _walk_here(root)
+        return _walk_here(root, self._count_walk)
+
+    def _count_walk(self, n: int) -> None:
+        self._walked = n
+
+    def walked(self) -> int:
+        shared = self._walk_count
+        return max(self._walked, int(shared.value) if shared is not None else 0)
 
     def prefetch(self, paths: Iterable[str]) -> None:
         """Start reading these files' capture times in the reader processes, if there are enough."""
@@ -283,11 +315,14 @@ class LocalLibrary:
             if self._closed:
                 return None
             if self._pool is None:
+                context = multiprocessing.get_context("spawn")
+                # no lock: one process writes it, and a count a moment old is good enough
+                self._walk_count = context.Value("q", 0, lock=False)
                 self._pool = ProcessPoolExecutor(
                     self._readers,
-                    mp_context=multiprocessing.get_context("spawn"),
+                    mp_context=context,
                     initializer=_reader_init,
-                    initargs=(os.getpid(),),
+                    initargs=(os.getpid(), self._walk_count),
                 )
             return self._pool.submit(function, *args)
 

@@ -381,16 +381,16 @@ class ImmichCache:
                 status["unmatched"] += 1
                 continue
             status[summary.status] += 1
-            method[summary.method] += 1
             if summary.status == Status.FOUND:
+                method[summary.method] += 1
                 confidence[summary.confidence] += 1
         return {
             "assets": len(self._nodes),
-            "gone_from_server": gone,
-            "by_status": dict(sorted(status.items())),
-            "by_method": dict(sorted(method.items())),
-            "by_confidence": dict(sorted(confidence.items())),
+            "goneFromServer": gone,
+            "byStatus": dict(sorted(status.items())),
+            "byMethod": dict(sorted(method.items())),  # of found assets, as byConfidence
+            "byConfidence": dict(sorted(confidence.items())),
             "albums": len(self.albums),
             "tags": len(self.tags),
-            "last_run": self.runs[-1] if self.runs else None,
+            "lastRun": self.runs[-1] if self.runs else None,
         }

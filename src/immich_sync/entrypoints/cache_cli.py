@@ -12,9 +12,17 @@ Options:
   --clear           Start from an empty cache; the old file is replaced only when the run succeeds.
   --after=ISO       Only assets Immich modified at or after this instant.
   --before=ISO      Only assets Immich modified at or before this instant.
-  --album=ID        Only the assets of this album (its UUID), other users' shared assets included.
+  --album=ALBUM     Only the assets of this album, other users' shared assets included: its id (a
+                    UUID) or its name, when exactly one album the key can see has that name.
+  --url=URL         The Immich server (default: IMMICH_INSTANCE_URL from the environment, then
+                    .env, then the official CLI's login file). The API key is never an option:
+                    see README "Configuration".
   --env=FILE        Read IMMICH_INSTANCE_URL and IMMICH_API_KEY from FILE [default: ./.env];
                     variables already in the environment win.
+  --insecure        Do not check the server's TLS certificate (the same as IMMICH_INSECURE_TLS=1).
+  --log-dir=DIR     Where the run's log goes [default: ./log].
+  --keep-logs=N     Keep the newest N logs of immich-cache in the log folder, deleting older
+                    ones; 0 keeps all [default: 30].
   --verify          Hash the file of every found uploaded asset, unchanged ones included: equal bytes
                     make the match exact, other bytes demote it (low, or not found when its date
                     disagrees too); external assets are verified by their path.
@@ -33,10 +41,13 @@ Examples:
   immich-cache --target=/photos --cache=~/immich/photos.json --verify
   immich-cache /photos --after=2025-06-30T00:00:00Z
   immich-cache /photos --album=0d6d4b2b-e00f-4148-9cea-c34b8c1011e1 --before=2026-01-01T00:00:00+01:00
+  immich-cache /photos --album="Italy Trip" --url=https://photos.example.org
   immich-cache /photos --clear
 
 Exit codes: 0 done; 2 bad arguments or input; 1 anything else (server, key, lock);
-130 interrupted. A failed or interrupted run leaves the cache file as it was.
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM). A failed or interrupted run leaves the
+cache file as it was; what it had done is kept in a checkpoint once it has matched for two
+minutes, and the next run continues from there.
 """
 
 from __future__ import annotations
@@ -45,11 +56,10 @@ import gc
 import logging
 import os
 import re
+import signal
 import sys
 import traceback
 from datetime import UTC, datetime
-
-from docopt import DocoptExit, docopt
 
 from .. import __version__
 from ..adapters.immich_config import ImmichConfig
@@ -59,8 +69,9 @@ from ..adapters.json_repository import JsonCacheRepository
 from ..adapters.library_scan import LocalLibrary, default_readers
 from ..audit import AUDIT, close_logging, setup_logging
 from ..errors import BadInput, ImmichSyncError
-from ..services.extract import ExtractRequest, ExtractResult, default_cache_path, run_extract
+from ..services.extract import ExtractRequest, ExtractResult, album_by_name, default_cache_path, run_extract
 from .progress import for_stream
+from .usage import UsageError, parse
 
 PROG = "immich-cache"
 log = logging.getLogger("immich_sync")
@@ -172,19 +183,60 @@ def summary_text(result: ExtractResult, cache_path: str) -> str:
     return "\n".join([head, *(f"  {label + ':':11s} {text}" for label, text in rows)])
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, ended as cleanly as Ctrl-C: the readers stopped, the cache as it was."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def keep_logs(text: str) -> int:
+    try:
+        keep = int(text)
+    except ValueError:
+        keep = -1
+    if keep < 0:
+        raise BadInput(f"--keep-logs must be a whole number, 0 to keep every log (got {text!r})")
+    return keep
+
+
+def checkpoint_note(repo: JsonCacheRepository | None) -> str:
+    """What an interrupted or failed run leaves for the next one, said truly."""
+    if repo is None:
+        return ""
+    if repo.checkpoint_path.exists():
+        return (
+            f"; the work done so far is kept in the checkpoint {repo.checkpoint_path} and the next run "
+            "continues from it"
+        )
+    return "; no checkpoint was kept (a run keeps one after two minutes of matching), so the next run starts over"
+
+
 def main(argv: list[str] | None = None, *, exit_when_done: bool = False) -> int:
     """The command; `exit_when_done` (the installed script) ends the process on success as soon
     as its output is written (see `_exit_now`)."""
     try:
-        args = docopt(__doc__, argv=argv, version=f"immich-cache {__version__}")
-    except DocoptExit as exc:
-        print(str(exc).strip().splitlines()[0] if str(exc).strip() else "bad arguments", file=sys.stderr)
-        print(f"{PROG}: error: bad arguments (see {PROG} --help)", file=sys.stderr)
+        args = parse(
+            __doc__ or "",
+            argv,
+            PROG,
+            __version__,
+            positional="TARGET",
+            alternative="--target",
+            missing=f"TARGET is missing: the library folder to match, as in {PROG} /photos",
+        )
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc} (see {PROG} --help)", file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0)
     verbose, quiet = bool(args["--verbose"]), bool(args["--quiet"])
-    cache_path = None
+    cache_path: str | None = None
+    repo: JsonCacheRepository | None = None
+    previous_term = None
+    if threading_main():
+        previous_term = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         target = args["TARGET"] or args["--target"]
         if not os.path.isdir(target):
@@ -197,22 +249,28 @@ def main(argv: list[str] | None = None, *, exit_when_done: bool = False) -> int:
         if after and before and after > before:
             raise BadInput(f"--after ({args['--after']}) is later than --before ({args['--before']})")
         album = args["--album"]
-        if album is not None and not is_uuid(album):
-            raise BadInput(
-                f"--album {album!r} is not an album id (a UUID such as 0d6d4b2b-e00f-4148-9cea-c34b8c1011e1)"
-            )
+        if album is not None and not album.strip():
+            raise BadInput("--album needs an album id or name")
         given_cache = args["--cache"]
         if given_cache in (None, "./log/cache_<TARGET folder name>.json"):
             cache_path = default_cache_path(target)
         else:
             cache_path = os.path.abspath(os.path.expanduser(given_cache))
+        keep = keep_logs(args["--keep-logs"] or "30")
+        log_dir = os.path.abspath(os.path.expanduser(args["--log-dir"] or "./log"))
         env_file = None if args["--env"] in (None, "./.env") else args["--env"]
-        config = ImmichConfig.from_env(env_file)
-        log_path, audit = setup_logging(verbose, quiet, os.path.join(os.getcwd(), "log"), prog=PROG)
+        config = ImmichConfig.from_env(env_file, url=args["--url"], insecure=bool(args["--insecure"]))
+        repo = JsonCacheRepository(cache_path)
+        repo.check_writable()  # before any work: a read-only folder is said now, not after the run
+        log_path, audit = setup_logging(verbose, quiet, log_dir, prog=PROG, keep=keep)
         log.info("immich-cache %s: target %s, cache %s", __version__, target, cache_path)
+        log.info("server URL from %s; API key from %s", config.url_source, config.key_source)
         connection = ImmichConnection(
             config, include_partners=bool(args["--partners"]), page_size=page_size(os.environ.get(PAGE_SIZE_VAR))
         )
+        if album is not None and not is_uuid(album):
+            album = album_by_name(connection, album)
+            log.info("album %r is %s", args["--album"], album)
         request = ExtractRequest(
             target=target,
             clear=bool(args["--clear"]),
@@ -229,7 +287,7 @@ def main(argv: list[str] | None = None, *, exit_when_done: bool = False) -> int:
                 result = run_extract(
                     request,
                     connection,
-                    JsonCacheRepository(cache_path),
+                    repo,
                     library,
                     now=lambda: datetime.now(UTC),
                     progress=for_stream(sys.stderr, quiet),
@@ -240,7 +298,7 @@ def main(argv: list[str] | None = None, *, exit_when_done: bool = False) -> int:
             if not exit_when_done:  # re-enabled, the collector would first walk the whole cache
                 gc.enable()  # of a process that is about to end
         text = summary_text(result, cache_path)
-        log.log(AUDIT, "summary: %s", result.summary())
+        log.log(AUDIT, "summary", extra={"summary": result.summary()})
         if quiet and result.unreadable:  # said even with -q: the run saw only part of TARGET
             print(f"{PROG}: warning: {unreadable_text(result)}", file=sys.stderr)
         if not quiet:
@@ -252,13 +310,15 @@ def main(argv: list[str] | None = None, *, exit_when_done: bool = False) -> int:
     except ImmichSyncError as exc:
         if verbose:
             traceback.print_exc()
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        kept = checkpoint_note(repo) if repo is not None and repo.checkpoint_path.exists() else ""
+        print(f"{PROG}: error: {exc}{kept}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # a disk full, a folder not writable: say which file
         if verbose:
             traceback.print_exc()
         print(
-            f"{PROG}: error: {exc.strerror or exc}: {exc.filename or ''} ({cache_path or 'the cache'} is unchanged)",
+            f"{PROG}: error: {exc.strerror or exc}: {exc.filename or ''} ({cache_path or 'the cache'} is unchanged"
+            f"{checkpoint_note(repo)})",
             file=sys.stderr,
         )
         return 1
@@ -267,20 +327,26 @@ def main(argv: list[str] | None = None, *, exit_when_done: bool = False) -> int:
             traceback.print_exc()
         print(
             f"{PROG}: internal error: {type(exc).__name__}: {exc} (run with --verbose for the "
-            f"traceback; {cache_path or 'the cache'} is unchanged)",
+            f"traceback; {cache_path or 'the cache'} is unchanged{checkpoint_note(repo)})",
             file=sys.stderr,
         )
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
         where = f"{cache_path} is unchanged" if cache_path else "nothing was changed"
-        print(
-            f"\n{PROG}: interrupted; {where} (work done so far is kept in a checkpoint and the next "
-            "run continues from it)",
-            file=sys.stderr,
-        )
-        return 130
+        word = "terminated" if terminated else "interrupted"
+        print(f"\n{PROG}: {word}; {where}{checkpoint_note(repo)}", file=sys.stderr)
+        return 143 if terminated else 130
     finally:
         close_logging()
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def _exit_now(code: int) -> None:

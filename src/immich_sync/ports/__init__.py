@@ -60,6 +60,9 @@ class ImmichSource(Protocol):
 
     def albums(self) -> Groups: ...
 
+    def album_list(self) -> list[tuple[str, str, int]]:
+        """(id, name, asset count) of each album the user can see, without its members."""
+
     def tags(self) -> Groups: ...
 
     def cancel(self) -> None:
@@ -90,6 +93,9 @@ class LibraryReader(Protocol):
     """TARGET: listed once, then read lazily (a date or a hash only when the matcher asks)."""
 
     def scan(self, root: str) -> LibraryIndex: ...
+
+    def walked(self) -> int:
+        """How many files the walk in progress has listed so far (for progress; may lag)."""
 
     def prefetch(self, paths: Iterable[str]) -> None:
         """These files' capture times will be asked for soon: start reading them (may do nothing)."""

@@ -31,8 +31,9 @@ from ..domain.matcher import (
     needs_rematch,
     verify_match,
 )
+from ..domain.names import normalise_name as name_key
 from ..domain.timestamps import format_instant, parse_instant
-from ..errors import OtherAccount
+from ..errors import BadInput, CacheFileError, OtherAccount
 from ..ports import CacheRepository, Groups, ImmichSource, LibraryReader
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,18 @@ class ExtractRequest:
 
 
 class Progress(Protocol):
-    def stage(self, name: str, total: int | None, *, estimate: bool = False) -> None: ...
+    """Stage by stage: `total` when known (`estimate`: it may be a little off), and either
+    `advance` calls or a `poll` that says how far the stage is (the walk of TARGET)."""
+
+    def stage(
+        self,
+        name: str,
+        total: int | None,
+        *,
+        estimate: bool = False,
+        unit: str = "assets",
+        poll: Callable[[], int] | None = None,
+    ) -> None: ...
 
     def advance(self, n: int = 1) -> None: ...
 
@@ -77,7 +89,15 @@ class Progress(Protocol):
 
 
 class NoProgress:
-    def stage(self, name: str, total: int | None, *, estimate: bool = False) -> None:
+    def stage(
+        self,
+        name: str,
+        total: int | None,
+        *,
+        estimate: bool = False,
+        unit: str = "assets",
+        poll: Callable[[], int] | None = None,
+    ) -> None:
         pass
 
     def advance(self, n: int = 1) -> None:
@@ -140,6 +160,26 @@ class ExtractResult:
         }
 
 
+def album_by_name(source: ImmichSource, name: str) -> str:
+    """The id of the one album called `name` (exactly; else in any case or Unicode form), or
+    BadInput naming the albums that share it, or the nearest names when none has it."""
+    albums = source.album_list()
+    exact = [a for a in albums if a[1] == name]
+    loose = exact or [a for a in albums if name_key(a[1]) == name_key(name)]
+    if len(loose) == 1:
+        return loose[0][0]
+    if loose:
+        shared = "; ".join(f"{aid} ({plural_assets(count)})" for aid, _, count in loose)
+        raise BadInput(f"{len(loose)} albums are named {name!r}: {shared}; give --album=ID")
+    near = sorted({a[1] for a in albums if name_key(name) in name_key(a[1])})[:5]
+    hint = f" (albums with similar names: {', '.join(map(repr, near))})" if near else ""
+    raise BadInput(f"no album named {name!r} among the {len(albums)} albums this key can see{hint}")
+
+
+def plural_assets(count: int) -> str:
+    return f"{count} asset" if count == 1 else f"{count} assets"
+
+
 def run_extract(
     request: ExtractRequest,
     source: ImmichSource,
@@ -159,50 +199,68 @@ def run_extract(
     progress = progress or NoProgress()
     started = time.monotonic()
     result = ExtractResult(verified=request.verify)
-    with repo.lock():
-        progress.stage("scanning", None)
-        with _Background(request, source, library, rerun=not request.clear and repo.exists()) as background:
-            cache, as_loaded = _open(request, repo, source, result)
-            index = background.scan.result()
-            result.files_scanned, result.unreadable = len(index), index.unreadable
-            progress.advance(len(index))
-            log.info("scanned %s: %d candidate files", request.target, len(index))
-            if index.unreadable:
-                log.warning(
-                    "%d parts of %s could not be read (%s): matches made now are provisional and "
-                    "the next run matches them again",
-                    len(index.unreadable),
-                    request.target,
-                    ", ".join(index.unreadable[:3]) + (", ..." if len(index.unreadable) > 3 else ""),
+    try:
+        with repo.lock():
+            with _Background(request, source, library, rerun=not request.clear and repo.exists()) as background:
+                cache, as_loaded = _open(request, repo, source, result, progress)
+                progress.stage("walking TARGET", None, unit="files", poll=library.walked)
+                index = background.scan.result()
+                result.files_scanned, result.unreadable = len(index), index.unreadable
+                log.info("scanned %s: %d candidate files", request.target, len(index))
+                if index.unreadable:
+                    log.warning(
+                        "%d parts of %s could not be read (%s): matches made now are provisional and "
+                        "the next run matches them again",
+                        len(index.unreadable),
+                        request.target,
+                        ", ".join(index.unreadable[:3]) + (", ..." if len(index.unreadable) > 3 else ""),
+                    )
+                # the server's count includes partners' timeline assets: a bar's total is an estimate
+                progress.stage(
+                    "listing and matching",
+                    source.count_assets(**request.filters),
+                    estimate=request.album_id is None,
                 )
-            # the server's count includes partners' timeline assets: a bar's total is an estimate
-            progress.stage(
-                "fetching and matching", source.count_assets(**request.filters), estimate=request.album_id is None
-            )
-            checkpoints = _Checkpoints(repo, cache, request, progress)
-            policy = MatchPolicy(verify=request.verify)
-            decide = _Decide(cache, index, library, policy, now, result, audit, checkpoints.settle)
-            seen = decide.rerun(background) if background.rerun else decide.first_run(background.first)
-            log.info("fetched and matched %d assets", result.fetched)
-            decide.resolve(full=request.is_full, source=source)
-            albums, tags = background.groups()
-            log.info("album and tag membership fetched")
-        _apply(cache, albums, tags, seen, request, now, result)
-        result.duration = time.monotonic() - started
-        _save(cache, as_loaded, repo, request, now, result)
-    progress.close()
+                checkpoints = _Checkpoints(repo, cache, request, progress)
+                policy = MatchPolicy(verify=request.verify)
+                decide = _Decide(cache, index, library, policy, now, result, audit, checkpoints.settle)
+                seen = decide.rerun(background) if background.rerun else decide.first_run(background.first)
+                log.info("fetched and matched %d assets", result.fetched)
+                checkpoints.keep_if_due()
+                progress.stage("checking and settling the matches", None, unit="")
+                decide.resolve(full=request.is_full, source=source)
+                checkpoints.keep_if_due()
+                progress.stage("albums and tags", None, unit="")
+                albums, tags = background.groups(waiting=checkpoints.keep_if_due)
+                log.info("album and tag membership fetched")
+            _apply(cache, albums, tags, seen, request, now, result)
+            result.duration = time.monotonic() - started
+            progress.stage("saving the cache", None, unit="")
+            _save(cache, as_loaded, repo, request, now, result)
+    finally:
+        progress.close()
     result.cache = cache
     return result
 
 
 def _open(
-    request: ExtractRequest, repo: CacheRepository, source: ImmichSource, result: ExtractResult
+    request: ExtractRequest, repo: CacheRepository, source: ImmichSource, result: ExtractResult, progress: Progress
 ) -> tuple[ImmichCache, tuple[Any, ...]]:
     """The cache to work on: the file's (a foreign, corrupt or newer file stops the run here,
     untouched), or an interrupted run's checkpoint, or an empty one with --clear; bound to TARGET
     and to the server the key reaches. Also returns what the file held, to tell at the end whether
     anything changed."""
-    cache = repo.load()
+    if repo.exists():
+        progress.stage("loading the cache", None, unit="")
+    try:
+        cache = repo.load()
+    except CacheFileError as exc:
+        if "newer immich-sync" in str(exc):  # it says what to do already
+            raise
+        raise CacheFileError(
+            f"{exc}; it is left as it is: move it away to start a new cache there, or give --cache=FILE "
+            "for another file"
+        ) from None
     as_loaded = _file_state(cache)
     log.info("cache loaded: %d assets", len(cache))
     checkpoint = repo.load_checkpoint()
@@ -215,6 +273,7 @@ def _open(
         log.warning("the cache was made for %s, not %s: every asset is matched again", cache.target, request.target)
         for node in cache:
             cache.clear_match(node.id)
+    progress.stage("connecting to the server", None, unit="")
     info = source.check()
     held_user = cache.server.get("userId")
     if held_user and held_user != info.user_id and not request.clear:
@@ -262,7 +321,15 @@ class _Background:
         self._listings.append(listing)
         return listing
 
-    def groups(self) -> tuple[Groups, Groups]:
+    def groups(self, waiting: Callable[[], None] = lambda: None) -> tuple[Groups, Groups]:
+        """The album and tag passes' results; `waiting` is called every few seconds until then."""
+        for future in (self._albums, self._tags):
+            while True:
+                try:
+                    future.result(timeout=5)
+                    break
+                except TimeoutError:
+                    waiting()
         return self._albums.result(), self._tags.result()
 
     def __enter__(self) -> _Background:
@@ -294,11 +361,21 @@ class _Checkpoints:
             return  # as the file holds it: nothing to pack, and no work a checkpoint would keep
         self._repo.pack(node)
         self._since += 1
-        if (self._every and self._since >= self._every) or (
-            time.monotonic() - self._last > self._seconds and self._since
-        ):
-            self._repo.save_checkpoint(self._cache)
-            self._last, self._since = time.monotonic(), 0
+        if self._every and self._since >= self._every:
+            self._keep()
+        else:
+            self.keep_if_due()
+
+    def keep_if_due(self) -> None:
+        """A checkpoint when there is work to keep and the last one (or the start of the matching)
+        is `checkpoint_seconds` old: also called between the stages after the matching, which can
+        take minutes of their own (the album and tag passes of a large library)."""
+        if self._since and time.monotonic() - self._last > self._seconds:
+            self._keep()
+
+    def _keep(self) -> None:
+        self._repo.save_checkpoint(self._cache)
+        self._last, self._since = time.monotonic(), 0
 
 
 class _Decide:

@@ -1,0 +1,87 @@
+"""Command-line parsing for the entrypoints: docopt, with every usage error said in one line a user
+can act on (`unknown option --bogus`, `TARGET is missing`), never docopt's internals."""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Any
+
+from docopt import DocoptExit, docopt
+
+_OPTION = re.compile(r"^\s*(?:(-\w)[ ,]+)?(--[\w-]+)(=\S+)?", re.MULTILINE)
+
+
+class UsageError(Exception):
+    pass
+
+
+def _options(doc: str) -> tuple[dict[str, bool], dict[str, str]]:
+    """Each long option of the doc's Options section -> whether it takes a value; short -> long."""
+    section = doc.split("Options:", 1)[1] if "Options:" in doc else doc
+    section = re.split(r"\n\s*\n(?=\S)", section, maxsplit=1)[0]
+    longs: dict[str, bool] = {}
+    shorts: dict[str, str] = {}
+    for short, long, value in _OPTION.findall(section):
+        longs[long] = bool(value)
+        if short:
+            shorts[short] = long
+    return longs, shorts
+
+
+def check_usage(
+    doc: str, argv: list[str], positional: str | None, alternative: str | None = None, missing: str | None = None
+) -> None:
+    """UsageError for what docopt would refuse with a message of its internals: an unknown option,
+    a value missing or given to a flag, too many or no positional argument."""
+    longs, shorts = _options(doc)
+    given: list[str] = []
+    seen_alternative = False
+    args = iter(argv)
+    for arg in args:
+        if arg == "--":
+            given.extend(args)
+            break
+        if arg.startswith("--"):
+            name, eq, _ = arg.partition("=")
+            matches = [n for n in longs if n == name] or [n for n in longs if n.startswith(name)]
+            if len(matches) != 1:
+                near = f" (did you mean {', '.join(matches)}?)" if matches else ""
+                raise UsageError(f"unknown option {name}{near}")
+            option = matches[0]
+            if longs[option] and not eq:
+                if next(args, None) is None:
+                    raise UsageError(f"{option} needs a value, as in {option}=...")
+            elif not longs[option] and eq:
+                raise UsageError(f"{option} takes no value")
+            seen_alternative |= option == alternative
+        elif arg.startswith("-") and len(arg) > 1:
+            for letter in arg[1:]:
+                if f"-{letter}" not in shorts:
+                    raise UsageError(f"unknown option -{letter}")
+        else:
+            given.append(arg)
+    if positional is None:
+        if given:
+            raise UsageError(f"unexpected argument {given[0]!r}")
+        return
+    if len(given) > 1:
+        raise UsageError(f"one {positional} only (got {', '.join(map(repr, given))})")
+    if given and seen_alternative:
+        raise UsageError(f"give {positional} or {alternative}, not both")
+    if not given and not seen_alternative and missing:
+        raise UsageError(missing)
+
+
+def parse(doc: str, argv: list[str] | None, prog: str, version: str, **check: Any) -> dict[str, Any]:
+    """docopt's arguments, or UsageError. --help and --version print and raise SystemExit(0)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not any(a in ("-h", "--help", "--version") for a in argv):
+        check_usage(doc, argv, **check)
+    try:
+        return docopt(doc, argv=argv, version=f"{prog} {version}")
+    except DocoptExit as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        if not first or first.startswith("Usage") or "Option(" in first or "Argument(" in first:
+            raise UsageError("bad arguments") from None
+        raise UsageError(first) from None
