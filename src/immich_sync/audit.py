@@ -79,11 +79,13 @@ class SecondFormatter(logging.Formatter):
             return f"{head},{record.getMessage()}}}"
         summary = getattr(record, "summary", None)
         if summary is not None:
-            return f'{head},"event":"summary","summary":{json.dumps(summary, ensure_ascii=False)}}}'
+            return (
+                f'{head},"event":"summary","summary":{json.dumps(summary, ensure_ascii=False, separators=(",", ":"))}}}'
+            )
         message = record.getMessage()
         if record.exc_info:
             message += "\n" + self.formatException(record.exc_info)
-        return f'{head},"message":{json.dumps(message, ensure_ascii=False)}}}'
+        return f'{head},"message":{json.dumps(message, ensure_ascii=False, separators=(",", ":"))}}}'
 
 
 class ConsoleFormatter(logging.Formatter):

@@ -1,14 +1,16 @@
-"""See immich-cache work without an Immich server: `python -m immich_sync.demo [N]`.
+"""See immich-cache work without an Immich server: `python -m immich_sync.demo [N] [--keep]`.
 
 Starts the test suite's fake Immich server on 127.0.0.1 holding N generated assets, writes a
 matching photo folder (with same-named files in other years, and a few files missing), runs
-`immich-cache` on it and looks one file up in the cache, all in a temporary folder.
+`immich-cache` on it and looks one file up in the cache, all in a temporary folder, deleted at
+the end unless `--keep` (then the cache and the log it names can be opened afterwards).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import shutil
 import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
@@ -50,25 +52,38 @@ def build(fake: FakeImmich, root: str, n: int, seed: int = 7) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    n = int(argv[0]) if argv else 300
-    with tempfile.TemporaryDirectory(prefix="immich-sync-demo-") as work, FakeImmich((3, 1, 0)) as fake:
-        root = os.path.join(work, "Photos")
-        build(fake, root, n)
-        os.environ.update(IMMICH_INSTANCE_URL=fake.url, IMMICH_API_KEY=fake.api_key)
-        os.chdir(work)
-        print(f"demo: fake Immich v3.1.0 at {fake.url} with {n} assets; photo folder {root}\n")
-        code = cache_cli.main([root])
-        cache = load_cache(os.path.join(work, "log", "cache_Photos.json"))
-        path = next(node.match.path for node in cache if node.match and node.match.path)
-        print(f"\ndemo: looking up {path}")
-        for node in cache.find_file(path):
-            assert node.match is not None
-            print(
-                f"  -> asset {node.id}: {node.match.status.value} by {node.match.method}, "
-                f"confidence {node.match.confidence.label}, taken {node.asset_raw['localDateTime']}"
-            )
-        os.chdir("/")
-        return code
+    keep = "--keep" in argv
+    numbers = [a for a in argv if a != "--keep"]
+    if any(not a.isdigit() for a in numbers) or len(numbers) > 1:
+        print("usage: python -m immich_sync.demo [N] [--keep]", file=sys.stderr)
+        return 2
+    n = int(numbers[0]) if numbers else 300
+    work = tempfile.mkdtemp(prefix="immich-sync-demo-")
+    here = os.getcwd()
+    try:
+        with FakeImmich((3, 1, 0)) as fake:
+            root = os.path.join(work, "Photos")
+            build(fake, root, n)
+            os.environ.update(IMMICH_INSTANCE_URL=fake.url, IMMICH_API_KEY=fake.api_key)
+            os.chdir(work)
+            print(f"demo: fake Immich v3.1.0 at {fake.url} with {n} assets; photo folder {root}\n")
+            code = cache_cli.main([root])
+            cache = load_cache(os.path.join(work, "log", "cache_Photos.json"))
+            path = next(node.match.path for node in cache if node.match and node.match.path)
+            print(f"\ndemo: looking up {path}")
+            for node in cache.find_file(path):
+                assert node.match is not None
+                print(
+                    f"  -> asset {node.id}: {node.match.status.value} by {node.match.method}, "
+                    f"confidence {node.match.confidence.label}, taken {node.asset_raw['localDateTime']}"
+                )
+            if keep:
+                print(f"\ndemo: kept {work} (the cache is in {work}/log; delete the folder when done)")
+            return code
+    finally:
+        os.chdir(here)
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

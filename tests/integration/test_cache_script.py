@@ -391,6 +391,30 @@ def test_sigterm_ends_as_cleanly_as_ctrl_c_and_names_the_checkpoint_that_exists(
     assert proc.returncode == 143 and f"kept in the checkpoint {checkpoint} and the next run continues" in err, err
 
 
+def test_the_readmes_log_example_has_the_shape_of_a_real_log(setup):
+    """README "The log" shows lines copied from a run: each has the keys, in the order, of the
+    same kind of line in a run made now."""
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("### The log", 1)[1].split("```\n", 2)[1]
+    shown = [json.loads(line) for line in block.strip().splitlines()]
+    _fake, tmp, env, _ids = setup
+    (tmp / "Photos" / "2021" / "IMG_0001.JPG").unlink()  # one not found, as in the example
+    assert cli(tmp, env, "Photos").returncode == 0
+    (log,) = (tmp / "log").glob("immich-cache_*.log")
+    real = [json.loads(line) for line in log.read_text().splitlines()]
+
+    def kind(line):
+        return (line["level"], line.get("event"), line.get("status"), "message" in line)
+
+    for example in shown:
+        twin = next(line for line in real if kind(line) == kind(example))
+        assert list(twin) == list(example), example
+        if "summary" in example:
+            assert list(twin["summary"]) == list(example["summary"])
+
+
 def test_log_time_stamps_read_as_loggings_own():
     """The log's stamp (cached per second and per millisecond) is local ISO 8601 time whose
     milliseconds are logging's own `msecs`, for times in the same and in following milliseconds."""
@@ -409,3 +433,51 @@ def test_log_time_stamps_read_as_loggings_own():
         expected = f"{time.strftime('%Y-%m-%dT%H:%M:%S', local)}.{int(record.msecs):03d}{offset[:3]}:{offset[3:]}"
         assert ours.stamp(created) == expected, created
         assert datetime.fromisoformat(expected).timestamp() == pytest.approx(created, abs=0.001)
+
+
+def test_the_fake_server_started_by_hand_serves_a_run_as_the_readme_says(tmp_path):
+    """README: start the bundled fake server by hand, export what it prints, run immich-cache."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "immich_sync.testing.fake_immich", f"--port={port}", "--assets=40", "--library=Pics"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        lines = [server.stdout.readline() for _ in range(6)]
+        assert lines[0].startswith(f"fake Immich v3.1.0 at http://127.0.0.1:{port} with 40 assets; photo folder ")
+        exports = dict(line.strip().removeprefix("export ").split("=", 1) for line in lines if "export " in line)
+        assert exports["IMMICH_INSTANCE_URL"] == f"http://127.0.0.1:{port}"
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("IMMICH_")}, **exports}
+        run = cli(tmp_path, env, "Pics")
+        assert run.returncode == 0, run.stderr
+        assert "40 assets from Immich v3.1.0" in run.stdout and "found " in run.stdout
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(10)
+
+
+def test_the_demo_keeps_its_folder_when_asked(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "immich_sync.demo", "60", "--keep"], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    kept = run.stdout.split("demo: kept ", 1)[1].split(" ", 1)[0]
+    try:
+        assert os.path.isfile(os.path.join(kept, "log", "cache_Photos.json"))
+        log_line = next(line for line in run.stdout.splitlines() if line.strip().startswith("log:"))
+        assert os.path.isfile(log_line.split(None, 1)[1])  # the log the summary names is there
+    finally:
+        import shutil
+
+        shutil.rmtree(kept)
+    gone = subprocess.run([sys.executable, "-m", "immich_sync.demo", "30"], capture_output=True, text=True, timeout=120)
+    assert gone.returncode == 0 and "demo: kept" not in gone.stdout
+    folder = gone.stdout.split("photo folder ", 1)[1].split()[0]
+    assert not os.path.exists(folder)

@@ -154,6 +154,8 @@ def test_the_environment_and_env_file_win_over_the_login_file_and_url_wins_over_
     assert config.url_source.endswith("auth.yml")  # the URL still from the login file
     environ["IMMICH_API_KEY"] = "from-env"
     assert ImmichConfig.from_env(environ=environ).key_source == "IMMICH_API_KEY in the environment"
+    environ["IMMICH_URL"] = "http://alias"
+    assert ImmichConfig.from_env(environ=environ).url_source == "IMMICH_URL in the environment"
     config = ImmichConfig.from_env(environ=environ, url="http://given", insecure=True)
     assert (config.url, config.url_source, config.verify) == ("http://given", "--url", False)
 

@@ -82,7 +82,9 @@ class ImmichConfig:
         login = read_login_file(login_path) if login_path.is_file() else None
 
         chosen = (url.strip(), "--url") if url and url.strip() else None
-        chosen = chosen or next((hit for name in URL_NAMES if (hit := first(name))), None)
+        for name in URL_NAMES:
+            if chosen is None and (hit := first(name)):
+                chosen = (hit[0], f"{name} in {hit[1]}")
         if chosen is None and login is not None:
             chosen = (login[0], str(login_path))
         if chosen is None:

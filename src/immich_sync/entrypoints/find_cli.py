@@ -27,7 +27,8 @@ Options:
   -h --help        Show this help.
   --version        Show the version.
 
-Prints a JSON list of {"id", "asset", "match", "albums", "tags", ...} nodes, as stored in the cache.
+Prints a JSON list of nodes as stored in the cache ({"id", "match", "albums", "tags", "cachedAt",
+"goneSince", "asset"}) plus "albumNames" and "tagValues" (the albums' names, the tags' full paths).
 Exit codes: 0 found something; 3 nothing found; 2 bad arguments or cache file.
 """
 

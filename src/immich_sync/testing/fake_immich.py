@@ -249,9 +249,10 @@ class FakeImmich:
         host, port = address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> FakeImmich:
+    def start(self, port: int = 0) -> FakeImmich:
+        """Serve on 127.0.0.1: on `port`, or on a free one (0)."""
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = _QuietServer(("127.0.0.1", 0), handler)
+        self._server = _QuietServer(("127.0.0.1", port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="fake-immich")
         self._thread.start()
@@ -677,3 +678,65 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._handle("POST")
+
+
+USAGE = """Start the fake Immich server by hand, to try immich-cache without an Immich server:
+python -m immich_sync.testing.fake_immich [options]
+
+Usage:
+  fake_immich [--port=N] [--assets=N] [--library=DIR] [--server-version=V]
+
+Options:
+  --port=N            The port on 127.0.0.1 [default: 2283].
+  --assets=N          Generated assets, each with a file in the photo folder [default: 300].
+  --library=DIR       Where to write the photo folder [default: ./fake-immich-photos].
+  --server-version=V  The Immich version to behave as [default: 3.1.0].
+
+It prints the URL and the API key to use, then serves until Ctrl-C.
+"""
+
+
+def main(argv: list[str] | None = None, *, serve: bool = True) -> int:
+    import os
+
+    from docopt import docopt
+
+    from ..demo import build
+
+    args = docopt(USAGE, argv=argv)
+    try:
+        version = tuple(int(part) for part in args["--server-version"].split("."))
+        port, count = int(args["--port"]), int(args["--assets"])
+    except ValueError:
+        print("fake_immich: error: --port, --assets and --server-version take numbers", file=sys.stderr)
+        return 2
+    if len(version) != 3:
+        print("fake_immich: error: --server-version takes three numbers, as in 3.1.0", file=sys.stderr)
+        return 2
+    library = os.path.abspath(args["--library"])
+    fake = FakeImmich((version[0], version[1], version[2]))
+    build(fake, library, count)
+    try:
+        fake.start(port)
+    except OSError as exc:
+        print(f"fake_immich: error: cannot serve on 127.0.0.1:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"fake Immich v{args['--server-version']} at {fake.url} with {count} assets; photo folder {library}")
+    print("Use it with:")
+    print(f"  export IMMICH_INSTANCE_URL={fake.url}")
+    print(f"  export IMMICH_API_KEY={fake.api_key}")
+    print(f"  .venv/bin/immich-cache {library}")
+    print("Ctrl-C stops the server.", flush=True)
+    if not serve:
+        fake.stop()
+        return 0
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        fake.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
