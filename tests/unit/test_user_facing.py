@@ -301,3 +301,45 @@ def test_progress_shows_a_slow_walk_and_a_slow_server_while_they_work():
     assert any(line.startswith("immich-cache: connecting to the server: working (") for line in lines), lines
     walked = [int(line.split(": ")[2].split()[0]) for line in lines if "walking TARGET" in line]
     assert walked and walked == sorted(walked) and walked[-1] <= 500 and all(line.endswith(" s)") for line in lines)
+
+
+# --- 4. a checkpoint once there are minutes of work to lose, the stages after the matching too
+def test_a_checkpoint_is_kept_while_slow_album_and_tag_passes_finish(monkeypatch):
+    import time
+    from datetime import UTC, datetime
+
+    from fakes import FakeLibrary, FakeSource, InMemoryCacheRepository
+    from immich_sync.ports import Groups
+    from immich_sync.services import extract
+    from immich_sync.testing.factory import make_asset
+
+    monkeypatch.setattr(extract, "WAIT_POLL", 0.05)
+    taken = datetime(2024, 5, 1, 12, 0)
+    lib = FakeLibrary()
+    lib.add("2024/a.jpg", 100, taken)
+    repo = InMemoryCacheRepository()
+    seen_during_wait = []
+
+    class SlowTags(FakeSource):
+        def tags(self):
+            time.sleep(0.6)  # a large library's tag pass: longer than the checkpoint period
+            seen_during_wait.append(repo.checkpoints)
+            return Groups({}, {})
+
+    asset = make_asset(owner_id="me", name="a.jpg", taken=taken, size=100, checksum="c")
+    request = extract.ExtractRequest(target="/lib", checkpoint_seconds=0.3)
+    result = extract.run_extract(request, SlowTags([asset]), repo, lib, now=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+    assert result.fetched == 1 and seen_during_wait == [1]  # kept while waiting, not only by the matching
+    assert repo.checkpoint is None and repo.saves == 1  # and dropped once the run saved
+
+
+def test_the_walk_in_a_reader_process_shares_its_count(tmp_path):
+    from immich_sync.adapters.library_scan import WALK_COUNT_EVERY, LocalLibrary
+
+    for n in range(WALK_COUNT_EVERY + 7):
+        (tmp_path / f"f{n}.jpg").write_bytes(b"x")
+    with LocalLibrary(readers=1) as library:
+        assert library.walked() == 0
+        index = library.scan(str(tmp_path))
+        assert library.walked() == len(index) == WALK_COUNT_EVERY + 7
+        assert library._walk_count is not None and library._walk_count.value == len(index)  # counted there

@@ -38,6 +38,7 @@ from ..ports import CacheRepository, Groups, ImmichSource, LibraryReader
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+WAIT_POLL = 5.0  # seconds between two checkpoint checks while the album and tag passes finish
 
 
 @frozen
@@ -322,11 +323,11 @@ class _Background:
         return listing
 
     def groups(self, waiting: Callable[[], None] = lambda: None) -> tuple[Groups, Groups]:
-        """The album and tag passes' results; `waiting` is called every few seconds until then."""
+        """The album and tag passes' results; `waiting` is called every WAIT_POLL s until then."""
         for future in (self._albums, self._tags):
             while True:
                 try:
-                    future.result(timeout=5)
+                    future.result(timeout=WAIT_POLL)
                     break
                 except TimeoutError:
                     waiting()
