@@ -250,6 +250,24 @@ class ImmichConnection:
         log.info("connected to Immich v%s at %s", info.version_text, self._config.url)
         return info
 
+    def thumbnail(self, asset_id: str) -> tuple[bytes, str]:
+        """The asset's preview-size picture as Immich made it, and its content type:
+        `GET /api/assets/{id}/thumbnail?size=preview` (v1.106 and newer), before that
+        `GET /api/asset/thumbnail/{id}?format=JPEG`."""
+        if not plan.is_uuid(asset_id):
+            raise BadInput(f"{asset_id!r} is not an asset id")
+        info = self.check()
+        if info.version >= plan.MIN_ASSETS_PATHS:
+            path, params = f"assets/{asset_id}/thumbnail", {"size": "preview"}
+        else:
+            path, params = f"asset/thumbnail/{asset_id}", {"format": "JPEG"}
+        response = self._send("GET", f"{self.api_url}/{path}", params=params)
+        if response.status_code in (401, 403):
+            raise ApiKeyRejected(self._scrub(f"the API key was rejected by {self._config.url}: {error_text(response)}"))
+        if response.status_code >= 400:
+            raise _HttpError(response.status_code, self._scrub(f"GET /{path} failed: {error_text(response)}"))
+        return response.content, response.headers.get("Content-Type", "application/octet-stream")
+
     def album_list(self) -> list[tuple[str, str, int]]:
         """(id, name, asset count) of every album the user can see: owned and shared with them."""
         self.check()

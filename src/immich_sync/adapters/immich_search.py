@@ -31,6 +31,7 @@ Version = tuple[int, int, int]
 PAGE_SIZE = 1000  # the server's maximum; 2000 is a 400
 NEWEST_KNOWN = (3, 3, 5)  # the newest version whose request shapes this module was checked against
 MIN_SEARCH = (1, 95, 0)
+MIN_ASSETS_PATHS = (1, 106, 0)  # /asset/... became /assets/... (thumbnail: /assets/{id}/thumbnail)
 MIN_VISIBILITY = (1, 133, 0)
 MIN_ALBUM_IDS = (1, 135, 0)
 MIN_STATISTICS = (1, 135, 0)

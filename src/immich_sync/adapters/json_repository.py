@@ -41,7 +41,12 @@ def _converter() -> cattrs.Converter:
     conv.register_structure_hook(
         MatchResult,
         make_dict_structure_fn(
-            MatchResult, conv, matched_at=override(rename="matchedAt"), file_size=override(rename="fileSize")
+            MatchResult,
+            conv,
+            matched_at=override(rename="matchedAt"),
+            file_size=override(rename="fileSize"),
+            pinned_by=override(rename="pinnedBy"),
+            pin_problem=override(rename="pinProblem"),
         ),
     )
     conv.register_structure_hook(Evidence, make_dict_structure_fn(Evidence, conv))
@@ -79,6 +84,12 @@ def encode_match(match: MatchResult | None) -> dict[str, Any] | None:
         doc["rejected"] = [{"path": r.path, "evidence": _evidence(r.evidence)} for r in match.rejected]
     if match.provisional:
         doc["provisional"] = True
+    if match.pinned:
+        doc["pinned"] = True
+        if match.pinned_by:
+            doc["pinnedBy"] = match.pinned_by
+        if match.pin_problem:
+            doc["pinProblem"] = match.pin_problem
     return doc
 
 
@@ -194,6 +205,7 @@ class StoredJson:
             doc.get("fileSize"),
             len(doc.get("candidates") or ()),
             doc.get("provisional") is True,
+            doc.get("pinned") is True,
         )
 
     def found_path(self) -> str | None:

@@ -86,6 +86,7 @@ class MatchSummary(NamedTuple):
     file_size: int | None
     candidates: int
     provisional: bool = False
+    pinned: bool = False
 
 
 @frozen
@@ -114,6 +115,11 @@ class MatchResult:
     rejected: tuple[Rejection, ...] = ()  # same-named files ruled out, with their evidence
     # made while part of TARGET could not be read: the next run matches it again
     provisional: bool = False
+    # decided by a person (domain/pins.py): no run matches it again; `pin_problem` says what a run
+    # found wrong with the pinned file (gone, changed size), which makes the status not_found
+    pinned: bool = False
+    pinned_by: str | None = None
+    pin_problem: str | None = None
 
     @classmethod
     def found(
@@ -140,6 +146,7 @@ class MatchResult:
             self.file_size,
             len(self.candidates),
             self.provisional,
+            self.pinned,
         )
 
     @classmethod

@@ -400,7 +400,7 @@ def claim_rank(match: MatchResult, asset: Asset) -> tuple[int, int, int, int]:
     evidence = match.evidence
     tail = common_tail(asset.original_path or "", match.path or "") if asset.is_external else 0
     return (
-        int(match.confidence),
+        int(match.confidence) + (10 if match.pinned else 0),  # a person's pin outranks any evidence
         tail,
         -_DATE_RANK[evidence.date],
         -_CHECK_RANK[evidence.size],
@@ -422,7 +422,10 @@ def needs_rematch(match: MatchSummary | None, library: LibraryIndex) -> bool:
     """Match again, even when the asset did not change, when the cached match is not found,
     ambiguous or provisional (made while part of TARGET could not be read), or its file is gone
     or changed size since it was matched. A file missing from a folder that could not be read this
-    time is not gone: its match is kept."""
+    time is not gone: its match is kept. A pinned match is never matched again (domain/pins.py:
+    a run only checks its file)."""
+    if match is not None and match.pinned:
+        return False
     if match is None or match.status != Status.FOUND or match.path is None or match.provisional:
         return True
     file = library.get(match.path)

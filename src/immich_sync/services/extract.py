@@ -32,6 +32,7 @@ from ..domain.matcher import (
     verify_match,
 )
 from ..domain.names import normalise_name as name_key
+from ..domain.pins import check_pin
 from ..domain.timestamps import format_instant, parse_instant
 from ..errors import BadInput, CacheFileError, OtherAccount
 from ..ports import CacheRepository, Groups, ImmichSource, LibraryReader
@@ -203,7 +204,7 @@ def run_extract(
     try:
         with repo.lock():
             with _Background(request, source, library, rerun=not request.clear and repo.exists()) as background:
-                cache, as_loaded = _open(request, repo, source, result, progress)
+                cache, as_loaded, carried_pins = _open(request, repo, source, result, progress)
                 progress.stage("walking TARGET", None, unit="files", poll=library.walked)
                 index = background.scan.result()
                 result.files_scanned, result.unreadable = len(index), index.unreadable
@@ -225,6 +226,7 @@ def run_extract(
                 checkpoints = _Checkpoints(repo, cache, request, progress)
                 policy = MatchPolicy(verify=request.verify)
                 decide = _Decide(cache, index, library, policy, now, result, audit, checkpoints.settle)
+                decide.carried_pins = carried_pins
                 seen = decide.rerun(background) if background.rerun else decide.first_run(background.first)
                 log.info("fetched and matched %d assets", result.fetched)
                 checkpoints.keep_if_due()
@@ -246,11 +248,11 @@ def run_extract(
 
 def _open(
     request: ExtractRequest, repo: CacheRepository, source: ImmichSource, result: ExtractResult, progress: Progress
-) -> tuple[ImmichCache, tuple[Any, ...]]:
+) -> tuple[ImmichCache, tuple[Any, ...], dict[str, MatchResult]]:
     """The cache to work on: the file's (a foreign, corrupt or newer file stops the run here,
     untouched), or an interrupted run's checkpoint, or an empty one with --clear; bound to TARGET
     and to the server the key reaches. Also returns what the file held, to tell at the end whether
-    anything changed."""
+    anything changed, and (--clear) the pins to carry into the new cache."""
     if repo.exists():
         progress.stage("loading the cache", None, unit="")
     try:
@@ -264,11 +266,13 @@ def _open(
         ) from None
     as_loaded = _file_state(cache)
     log.info("cache loaded: %d assets", len(cache))
+    carried: dict[str, Any] = {}
     checkpoint = repo.load_checkpoint()
     if checkpoint is not None and checkpoint.target == request.target:
         log.info("resuming from the checkpoint of an interrupted run")
         cache, result.resumed = checkpoint, True
     elif request.clear:
+        carried = {n.id: n.match for n in cache if (held := n.match_summary()) is not None and held.pinned}
         cache.clear()
     if cache.target and cache.target != request.target:
         log.warning("the cache was made for %s, not %s: every asset is matched again", cache.target, request.target)
@@ -289,7 +293,7 @@ def _open(
         cache.server = {**cache.server, "version": info.version_text}
     else:
         cache.server = {"url": info.url, "version": info.version_text, "userId": info.user_id}
-    return cache, as_loaded
+    return cache, as_loaded, carried
 
 
 def repo_name(repo: CacheRepository) -> str:
@@ -399,6 +403,7 @@ class _Decide:
         self.now, self.result, self.audit, self.settle = now, result, audit, settle
         self.seen: set[str] = set()
         self.deferred: list[str] = []  # external assets not found by their path alone: see `resolve`
+        self.carried_pins: dict[str, MatchResult] = {}  # --clear: pins of the cache it replaces
 
     def first_run(self, listing: _ListingAhead) -> set[str]:
         for raw in _announced_ahead(listing.batches(), self._announce):
@@ -533,8 +538,8 @@ class _Decide:
                 for node in nodes:
                     match = node.match
                     assert match is not None
-                    if len(leaders) == 1 and node is leaders[0]:
-                        continue
+                    if (len(leaders) == 1 and node is leaders[0]) or match.pinned:
+                        continue  # (two pins on one file: a person's decisions, both kept)
                     if node in leaders:
                         tied = MatchResult.ambiguous((path,), f"{match.method}+shared", match.evidence, self.now())
                         self._rematch(
@@ -598,8 +603,18 @@ class _Decide:
         else:
             result.unchanged += 1
         note = outcome._value_
+        if outcome is Upsert.ADDED and node.id in self.carried_pins:  # --clear keeps what a person decided
+            self.cache.set_match(node.id, self.carried_pins.pop(node.id))
         match = node.match_summary()
-        if outcome is not Upsert.UNCHANGED or needs_rematch(match, self.index):
+        if match is not None and match.pinned:
+            held = node.match
+            assert held is not None
+            checked = check_pin(held, self.index)
+            if checked is not held:
+                self.cache.set_match(node.id, checked)
+                match = node.match_summary()
+            note = f"{note}, pin flagged: {checked.pin_problem}" if checked.pin_problem else f"{note}, pin kept"
+        elif outcome is not Upsert.UNCHANGED or needs_rematch(match, self.index):
             if outcome is Upsert.UNCHANGED:
                 result.rematched += 1
                 note = "unchanged, matched again"
@@ -610,7 +625,7 @@ class _Decide:
                 self.deferred.append(node.id)
         else:
             note = "unchanged, match kept"
-        if self.policy.verify and match is not None and match.status == Status.FOUND:
+        if self.policy.verify and match is not None and match.status == Status.FOUND and not match.pinned:
             match = self._verify(node, now)
         if match is not None:
             self._tally(match, 1)

@@ -132,6 +132,7 @@ class FakeImmich:
         self.tags: dict[str, FakeTag] = {}
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str, Any]] = []
+        self.thumbnails: dict[str, bytes] = {}  # asset id -> its preview bytes (else a generated one)
         self.in_flight = 0  # requests being answered now, and the most ever at once
         self.most_in_flight = 0
         self.users_me: dict[str, Any] | None = None
@@ -583,6 +584,16 @@ class FakeImmich:
             return 200, self.album_body(album, with_assets)
         if path == "/api/tags" and method == "GET":
             return 200, [self.tag_body(t) for t in self.tags.values()]
+        thumbnail = _THUMBNAIL.match(path)
+        if thumbnail and method == "GET":
+            new = path.startswith("/api/assets/")
+            if new != (self.version >= (1, 106, 0)):
+                return self.error(404, f"Cannot {method} {path}", "Not Found")
+            asset_id = thumbnail.group("new") or thumbnail.group("old")
+            raw = self.assets.get(asset_id)
+            if raw is None or raw.get("visibility") == "locked":
+                return self.error(400, "Not found or no asset.read access")
+            return 200, Binary(self.thumbnails.get(asset_id) or tiny_jpeg(asset_id), "image/jpeg")
         if path.startswith("/api/assets/") and method == "GET":
             raw = self.assets.get(path.rsplit("/", 1)[-1])
             if raw is None or raw.get("visibility") == "locked":
@@ -593,6 +604,29 @@ class FakeImmich:
                 whole.pop("exifInfo", None)
             return 200, whole
         return self.error(404, f"Cannot {method} {path}", "Not Found")
+
+
+_THUMBNAIL = re.compile(r"^/api/(?:assets/(?P<new>[^/]+)/thumbnail|asset/thumbnail/(?P<old>[^/]+))$")
+
+
+class Binary:
+    """A response that is not JSON: the bytes and their content type (a thumbnail)."""
+
+    def __init__(self, data: bytes, content_type: str) -> None:
+        self.data, self.content_type = data, content_type
+
+
+def tiny_jpeg(seed: str) -> bytes:
+    """A small JPEG whose colour follows `seed`, as Immich's preview of an asset (Pillow)."""
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    r, g, b = hashlib.sha1(seed.encode()).digest()[:3]
+    out = io.BytesIO()
+    Image.new("RGB", (96, 64), (r, g, b)).save(out, "JPEG")
+    return out.getvalue()
 
 
 def _permission(method: str, path: str) -> str | None:
@@ -664,9 +698,10 @@ class _Handler(BaseHTTPRequestHandler):
                 status, payload = fake.error(500, f"fake server error: {exc!r}", "Internal Server Error")
         # Compact UTF-8, as the real server's JSON.stringify writes it (and ~5x cheaper than
         # json.dumps: the benchmark's server shares the client's machine, a real one does not)
-        data = orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS)
+        binary = isinstance(payload, Binary)
+        data = payload.data if binary else orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS)
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", payload.content_type if binary else "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         for name, value in headers.items():
             self.send_header(name, value)
