@@ -176,9 +176,7 @@ def test_the_review_lists_each_kind_and_nearby_proposes_the_same_folder():
     cache.set_match(ids["amb.jpg"], MatchResult.ambiguous(("/lib/t/amb.jpg", "/lib/u/amb.jpg"), "filename", Evidence()))
     cache.set_match(ids["amb2.jpg"], MatchResult.ambiguous(("/lib/t/amb2.jpg", "/lib/v/amb2.jpg"), "f", Evidence()))
     rejected = MatchResult.not_found("filename+rejected")
-    cache.set_match(
-        ids["rej.jpg"], MatchResult(**{**_fields(rejected), "rejected": (Rejection("/lib/t/rej.jpg", Evidence()),)})
-    )
+    cache.set_match(ids["rej.jpg"], attrs.evolve(rejected, rejected=(Rejection("/lib/t/rej.jpg", Evidence()),)))
     cache.set_match(ids["low.jpg"], found("/lib/low.jpg", "filename", Confidence.LOW, Evidence()))
     cache.set_match(ids["ok.jpg"], found("/lib/ok.jpg", "filename", Confidence.HIGH, Evidence()))
     cache.set_match(ids["twin1.jpg"], found("/lib/tw.jpg", "checksum", Confidence.EXACT, Evidence()))
