@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import attrs
 import pytest
 
 from fakes import FakeLibrary, FakeSource, InMemoryCacheRepository
