@@ -198,3 +198,37 @@ def test_the_review_lists_each_kind_and_nearby_proposes_the_same_folder():
         review.Decision(ids["amb2.jpg"], "pin", "/lib/t/amb2.jpg"),
         review.Decision(ids["rej.jpg"], "pin", "/lib/t/rej.jpg"),
     ]
+
+
+def test_pins_round_trip_through_the_file_and_validate_against_the_schema(tmp_path):
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    from immich_sync import load_cache, save_cache
+    from immich_sync.domain.cache import ImmichCache
+    from immich_sync.domain.match import Evidence, MatchResult, Rejection
+
+    cache = ImmichCache()
+    cache.target = "/lib"
+    raws = [asset(f"{n}.jpg") for n in range(4)]
+    for raw in raws:
+        cache.upsert(raw, NOW)
+    flagged = attrs.evolve(
+        pin_file("/lib/x.jpg", 5, "ann", NOW),
+        status=Status.NOT_FOUND,
+        path=None,
+        confidence=Confidence.NONE,
+        pin_problem="the pinned file is gone",
+    )
+    rejected = attrs.evolve(MatchResult.not_found(), rejected=(Rejection("/lib/r.jpg", Evidence()),), provisional=True)
+    matches = [pin_file("/lib/a.jpg", 10, "ann", NOW), pin_none("bob", NOW), flagged, rejected]
+    for raw, match in zip(raws, matches, strict=True):
+        cache.set_match(raw["id"], match)
+    save_cache(cache, tmp_path / "c.json")
+    schema = json.loads((Path(__file__).parents[2] / "docs" / "cache.schema.json").read_text())
+    jsonschema.validate(json.loads((tmp_path / "c.json").read_text()), schema)
+    again = load_cache(tmp_path / "c.json")
+    assert [again.get(raw["id"]).match for raw in raws] == matches
+    assert [again.get(raw["id"]).match_summary().pinned for raw in raws] == [True, True, True, False]
