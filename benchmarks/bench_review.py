@@ -4,14 +4,16 @@
 
 Builds a cache of N assets of which REVIEW are ambiguous between two files that exist in a
 temporary TARGET (so the page reads their sizes and EXIF dates as it would), then times: loading
-the cache and listing what to review (once, when the command starts), the first page, and a page
-in the middle (over HTTP through Flask's test client, without the network).
+the cache and listing what to review (once, when the command starts), the first page, a page in
+the middle, and one local preview made and then served again (an iPhone HEIC, a JPEG, a raw
+file's embedded JPEG), all through Flask's test client, without the network.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -72,6 +74,22 @@ def main() -> None:
                 times.append(time.perf_counter() - t)
                 assert answer.status_code == 200 and b"card-20" in answer.data
             print(f"  {label} page ({page}): median {statistics.median(times) * 1000:.0f} ms over {args.repeat}")
+        samples = os.path.join(os.path.dirname(__file__), "..", "tests", "data", "camera-samples")
+        for sample in ("IMG_5195.HEIC", "Canon_40D.jpg", "FujiFilm.raf"):
+            cold, warm = [], []
+            for n in range(args.repeat):
+                copy = os.path.join(root, f"{n}-{sample}")
+                shutil.copyfile(os.path.join(samples, sample), copy)
+                t = time.perf_counter()
+                assert client.get(f"/preview?token=t&path={copy}").status_code == 200
+                cold.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                assert client.get(f"/preview?token=t&path={copy}").status_code == 200
+                warm.append(time.perf_counter() - t)
+            print(
+                f"  preview of {sample}: first {statistics.median(cold) * 1000:.0f} ms (made and kept), "
+                f"then {statistics.median(warm) * 1000:.1f} ms (median of {args.repeat})"
+            )
 
 
 if __name__ == "__main__":

@@ -15,10 +15,12 @@ import pytest
 import requests
 from filelock import FileLock
 
-from conftest import command
+from conftest import SAMPLES, command
+from immich_sync.adapters.exif_reader import read_capture_time
 from immich_sync.adapters.immich_config import ImmichConfig
 from immich_sync.adapters.immich_http import ImmichConnection
 from immich_sync.adapters.json_repository import JsonCacheRepository
+from immich_sync.adapters.previews import render
 from immich_sync.testing.factory import jpeg_bytes, make_asset, sha1_b64
 from immich_sync.testing.fake_immich import tiny_jpeg
 
@@ -28,19 +30,29 @@ TAKEN = datetime(2024, 7, 14, 10, 0)
 @pytest.fixture
 def photos(fake_server, tmp_path):
     """Two assets, each with two same-named files that agree in date and size (ambiguous), in the
-    folders t/ and u/; one asset whose file is plain (found). A cache made by immich-cache."""
+    folders t/ and u/; a third such asset in v/ and w/; one asset whose file is plain (found). A
+    cache made by immich-cache."""
     fake = fake_server((3, 1, 0))
     root = tmp_path / "Photos"
     ids = {}
-    for name in ("IMG_1.JPG", "IMG_2.JPG", "IMG_3.JPG"):
-        data = jpeg_bytes(TAKEN)
-        folders = ("t", "u") if name != "IMG_3.JPG" else ("t",)
+    camera = (SAMPLES / "Canon_40D.jpg").read_bytes()  # real photos, so that the pictures show something
+    iphone = (SAMPLES / "IMG_5195.HEIC").read_bytes()
+    files = {
+        "IMG_1.JPG": (("t", "u"), camera),
+        "IMG_2.HEIC": (("t", "u"), iphone),
+        "IMG_3.JPG": (("t",), jpeg_bytes(TAKEN)),
+        "IMG_4.JPG": (("v", "w"), jpeg_bytes(TAKEN)),
+    }
+    for name, (folders, data) in files.items():
         for folder in folders:
             (root / folder).mkdir(parents=True, exist_ok=True)
             (root / folder / name).write_bytes(data)
+        first = str(root / folders[0] / name)
+        taken = read_capture_time(first).local
         checksum = sha1_b64(data) if name == "IMG_3.JPG" else sha1_b64(b"edited in Immich")
-        raw = make_asset(owner_id=fake.user_id, name=name, taken=TAKEN, size=len(data), checksum=checksum)
+        raw = make_asset(owner_id=fake.user_id, name=name, taken=taken, size=len(data), checksum=checksum)
         ids[name] = fake.add_asset(raw)["id"]
+        fake.thumbnails[ids[name]] = render(first, 250)  # Immich's preview of the same photo
     env = {**os.environ, "IMMICH_INSTANCE_URL": fake.url, "IMMICH_API_KEY": fake.api_key}
     run = command(tmp_path, env, "Photos")
     assert run.returncode == 0, run.stderr
@@ -77,7 +89,7 @@ def test_every_request_needs_the_token_and_a_local_host_name(page):
     assert requests.get(f"{url}/").status_code == 403
     assert requests.get(f"{url}/?token=wrong").status_code == 403
     answer = requests.get(f"{url}/?token={state.token}")
-    assert answer.status_code == 200 and "Review: 2 assets to look at" in answer.text
+    assert answer.status_code == 200 and "Review: 3 assets to look at" in answer.text
     rebound = requests.get(f"{url}/?token={state.token}", headers={"Host": "attacker.example"})
     assert rebound.status_code == 403
 
@@ -102,7 +114,7 @@ def test_immichs_thumbnail_is_fetched_by_the_server_and_the_key_never_reaches_th
     url, state, (fake, _tmp, _env, ids) = page
     asset_id = ids["IMG_1.JPG"]
     answer = requests.get(f"{url}/thumbnail/{asset_id}", params={"token": state.token})
-    assert answer.status_code == 200 and answer.content == tiny_jpeg(asset_id)
+    assert answer.status_code == 200 and answer.content == fake.thumbnails[asset_id]
     assert ("GET", f"/api/assets/{asset_id}/thumbnail", None) in fake.requests
     html = requests.get(f"{url}/?token={state.token}").text
     assert fake.api_key not in html and f"thumbnail/{asset_id}?token=" in html
@@ -163,11 +175,11 @@ def test_scripted_pins_and_their_errors(photos):
     def review(*args):
         return command(tmp, os.environ, *args, module="immich_sync.entrypoints.review_cli")
 
-    run = review("Photos", f"--pin={ids['IMG_1.JPG']}=u/IMG_1.JPG", f"--pin-none={ids['IMG_2.JPG']}")
+    run = review("Photos", f"--pin={ids['IMG_1.JPG']}=u/IMG_1.JPG", f"--pin-none={ids['IMG_2.HEIC']}")
     assert run.returncode == 0, run.stderr
     assert f"{ids['IMG_1.JPG']}: pinned to {tmp / 'Photos' / 'u' / 'IMG_1.JPG'}" in run.stdout
     doc = cache_doc(tmp)["assets"]
-    assert doc[ids["IMG_2.JPG"]]["match"]["status"] == "not_found" and doc[ids["IMG_2.JPG"]]["match"]["pinned"]
+    assert doc[ids["IMG_2.HEIC"]]["match"]["status"] == "not_found" and doc[ids["IMG_2.HEIC"]]["match"]["pinned"]
     before = (tmp / "log" / "cache_Photos.json").read_bytes()
     for args, message in [
         ([f"--pin={ids['IMG_1.JPG']}"], "--pin takes ASSET_ID=PATH"),
@@ -177,8 +189,8 @@ def test_scripted_pins_and_their_errors(photos):
         bad = review("Photos", *args)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
     assert (tmp / "log" / "cache_Photos.json").read_bytes() == before
-    assert review("Photos", f"--unpin={ids['IMG_2.JPG']}").returncode == 0
-    assert cache_doc(tmp)["assets"][ids["IMG_2.JPG"]]["match"] is None
+    assert review("Photos", f"--unpin={ids['IMG_2.HEIC']}").returncode == 0
+    assert cache_doc(tmp)["assets"][ids["IMG_2.HEIC"]]["match"] is None
 
 
 def test_the_command_serves_on_127_0_0_1_with_a_token(photos):
@@ -194,7 +206,7 @@ def test_the_command_serves_on_127_0_0_1_with_a_token(photos):
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
-        assert "2 assets to review" in first
+        assert "3 assets to review" in first
         url = proc.stdout.readline().split("open ", 1)[1].split()[0]
         assert url.startswith("http://127.0.0.1:") and "?token=" in url
         assert requests.get(url).status_code == 200
@@ -205,6 +217,17 @@ def test_the_command_serves_on_127_0_0_1_with_a_token(photos):
 
 
 # --- in a real browser
+def screenshot(browser) -> None:
+    """The README's picture of the page: written to docs/ when IMMICH_SYNC_SCREENSHOT=1 (a run that
+    refreshes it), else only checked to be a picture."""
+    from pathlib import Path
+
+    data = browser.get_screenshot_as_png()
+    assert data.startswith(b"\x89PNG") and len(data) > 10_000
+    if os.environ.get("IMMICH_SYNC_SCREENSHOT") == "1":
+        (Path(__file__).parents[2] / "docs" / "review-page.png").write_bytes(data)
+
+
 def chromium():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -230,10 +253,13 @@ def chromium():
 
 
 def test_in_a_browser_pictures_side_by_side_keys_pin_and_nearby_applies_the_folder(page):
+    import io
+
+    from PIL import Image
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    url, state, (_fake, tmp, _env, ids) = page
+    url, state, (fake, tmp, _env, ids) = page
     browser = chromium()
     try:
         browser.get(f"{url}/?token={state.token}")
@@ -243,34 +269,42 @@ def test_in_a_browser_pictures_side_by_side_keys_pin_and_nearby_applies_the_fold
         assert "IMG_1.JPG" in first.find_element(By.TAG_NAME, "h2").text
         thumb = first.find_element(By.CSS_SELECTOR, "img.thumb")
         previews = first.find_elements(By.CSS_SELECTOR, ".candidate img.preview")
-        assert browser.execute_script("return arguments[0].naturalWidth", thumb) == 96  # Immich's, uncropped
-        assert len(previews) == 2 and all(
-            browser.execute_script("return arguments[0].naturalWidth", p) > 0 for p in previews
-        )
-        assert [c.text for c in first.find_elements(By.CSS_SELECTOR, ".candidate code")] == [
-            "t/IMG_1.JPG",
-            "u/IMG_1.JPG",
-        ]
+        immichs = Image.open(io.BytesIO(fake.thumbnails[ids["IMG_1.JPG"]])).size
+        drawn = browser.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", thumb)
+        assert tuple(drawn) == immichs  # Immich's own picture, whole
+        widths = [browser.execute_script("return arguments[0].naturalWidth", p) for p in previews]
+        assert len(widths) == 2 and all(width > 0 for width in widths)
+        shown = [c.text for c in first.find_elements(By.CSS_SELECTOR, ".candidate code")]
+        assert shown == ["t/IMG_1.JPG", "u/IMG_1.JPG"]
         # the SHA1 is computed on request
         first.find_element(By.CSS_SELECTOR, "button.hash").click()
         wait.until(lambda b: "other bytes" in first.find_element(By.CSS_SELECTOR, "td.sha1").text)
-        # key 1 pins the first candidate of the active asset; the page then offers the same folder
-        browser.find_element(By.TAG_NAME, "body").send_keys("1")
+        screenshot(browser)
+        # a click pins the first candidate; the page then offers the same folder to the others
+        first.find_element(By.CSS_SELECTOR, 'button.pin[data-n="1"]').click()
         wait.until(lambda b: b.find_elements(By.ID, "nearby"))
         assert "1 asset pinned" in browser.find_element(By.ID, "message").text
         nearby = browser.find_element(By.ID, "nearby").text
-        assert "IMG_2.JPG" in nearby and "t/IMG_2.JPG" in nearby and "folder t" in nearby
+        assert "IMG_2.HEIC" in nearby and "t/IMG_2.HEIC" in nearby and "folder t" in nearby
+        assert "IMG_4.JPG" not in nearby  # no candidate in t/
         browser.find_element(By.ID, "apply-nearby").click()
         wait.until(lambda b: not b.find_elements(By.ID, "nearby"))
         doc = cache_doc(tmp)["assets"]
-        for name in ("IMG_1.JPG", "IMG_2.JPG"):
+        for name in ("IMG_1.JPG", "IMG_2.HEIC"):
             match = doc[ids[name]]["match"]
             assert (match["path"], match["pinned"]) == (str(tmp / "Photos" / "t" / name), True)
-        assert browser.find_element(By.ID, "empty").text == "Nothing here."
-        # pinned assets can be unpinned with u
+        # keys: 2 pins the active asset's second candidate
+        assert "IMG_4.JPG" in browser.find_element(By.ID, "card-1").text
+        browser.find_element(By.TAG_NAME, "body").send_keys("2")
+        wait.until(lambda b: b.find_elements(By.ID, "empty"))
+        match = cache_doc(tmp)["assets"][ids["IMG_4.JPG"]]["match"]
+        assert (match["path"], match["method"]) == (str(tmp / "Photos" / "w" / "IMG_4.JPG"), "manual")
+        # and u unpins, in the list of pinned assets
         browser.find_element(By.CSS_SELECTOR, 'a[data-kind="pinned"]').click()
         wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "button.unpin"))
+        unpinned = browser.find_element(By.ID, "card-1").get_attribute("data-asset")
         browser.find_element(By.TAG_NAME, "body").send_keys("u")
         wait.until(lambda b: "1 asset unpinned" in b.find_element(By.ID, "message").text)
+        assert cache_doc(tmp)["assets"][unpinned]["match"] is None
     finally:
         browser.quit()
