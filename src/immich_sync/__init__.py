@@ -8,7 +8,7 @@ for node in cache.find_file("/photos/2024/IMG_0001.JPG"):
 
 __version__ = "0.2.0"
 
-from .api import load_cache, open_cache, save_cache
+from .api import diff, file_metadata, load_cache, open_cache, save_cache
 from .domain.asset import Asset
 from .domain.cache import CacheNode, ImmichCache
 from .domain.index import CacheIndex
@@ -23,6 +23,8 @@ __all__ = [
     "MatchResult",
     "Status",
     "__version__",
+    "diff",
+    "file_metadata",
     "load_cache",
     "open_cache",
     "save_cache",

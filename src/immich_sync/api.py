@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from .adapters.json_repository import JsonCacheRepository
-from .domain.cache import ImmichCache
+from .domain.cache import CacheNode, ImmichCache
+from .domain.diff import FIELDS, Difference, differences
+from .domain.match import Status
 from .errors import CacheFileError
 
 
@@ -36,3 +39,19 @@ def open_cache(path: str | os.PathLike[str]) -> Iterator[ImmichCache]:
         cache = repo.load()
         yield cache
         repo.save(cache)
+
+
+def file_metadata(node: CacheNode) -> dict[str, Any] | None:
+    """What the asset's matched file says (its `file` section, from `immich-cache-files`), or
+    None when it was not read, or was read from another file than the one matched now."""
+    summary = node.match_summary()
+    section = node.file
+    if summary is None or summary.status != Status.FOUND or not section or not section.get("file"):
+        return None
+    return section if section["file"].get("path") == summary.path else None
+
+
+def diff(node: CacheNode, cache: ImmichCache, fields: tuple[str, ...] = FIELDS) -> list[Difference]:
+    """The fields where Immich and the asset's file disagree (see domain/diff.py for the rules)."""
+    tag_values = [cache.tags.get(t, t) for t in node.tags]
+    return differences(node.id, node.asset_raw, file_metadata(node), tag_values, fields)

@@ -58,6 +58,28 @@ def read_capture_times(paths: list[str]) -> list[CaptureTime | None]:
     return [read_capture_time(path) for path in paths]
 
 
+def exif_block(handle: BinaryIO) -> bytes | None:
+    """The TIFF block of a file's EXIF (JPEG, TIFF and TIFF-based raw, WebP, PNG, HEIC), or None."""
+    handle.seek(0)
+    size = os.fstat(handle.fileno()).st_size
+    head = handle.read(min(HEAD, size))
+    if head[:2] == b"\xff\xd8":
+        return _jpeg_exif(head)
+    if head[:4] in _TIFF_MAGICS or head[:4] in _RAW_MAGICS:
+        handle.seek(0)
+        data = handle.read(min(size, MAX_TIFF_READ))
+        return _RAW_MAGICS.get(data[:4], data[:4]) + data[4:]
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return _webp_exif(handle)
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return _png_exif(head, handle)
+    if head[4:8] == b"ftyp" and head[8:12] != b"crx ":
+        for kind, payload, end in _boxes(handle, 0, None):
+            if kind == b"meta":
+                return _heif_exif(handle, payload + 4, end)
+    return None
+
+
 def _read(handle: BinaryIO) -> CaptureTime | None:
     # Ask for no more than the file holds: read(n) allocates n bytes first, and most files of a
     # test library (and all sidecar-sized ones) are far smaller than HEAD.

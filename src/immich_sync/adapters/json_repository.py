@@ -156,15 +156,18 @@ def encode_node(node: CacheNode) -> dict[str, Any]:
     """A node as the file holds it: `keys` first (the index keys, derived from the asset), the
     asset last, so that a reader parses only the few hundred bytes before it (`_node_head`)."""
     undecoded = node.undecoded_match()
-    return {
+    doc = {
         "keys": {"name": node.name_key, "day": node.day, "updatedAt": node.updated_text},
         "match": undecoded.match_doc if isinstance(undecoded, StoredJson) else encode_match(node.match),
         "albums": list(node.albums),
         "tags": list(node.tags),
         "cachedAt": _time(node.cached_at),
         "goneSince": _time(node.gone_since),
-        "asset": node.asset_raw,
     }
+    if node.file is not None:  # before the asset: read with the node's head
+        doc["file"] = node.file
+    doc["asset"] = node.asset_raw
+    return doc
 
 
 def _decode_stored(doc: Mapping[str, Any]) -> MatchResult:
@@ -284,6 +287,7 @@ def _decode_node(asset_id: str, node: dict[str, Any], stored: bytes | None = Non
             tags=tags,
             cached_at=cached_at,
             gone_since=gone_since,
+            file=_checked_file(node.get("file"), asset_id),
             stored=StoredJson(None, match),
         )
     keys = _checked_keys(node.get("keys"))
@@ -296,11 +300,20 @@ def _decode_node(asset_id: str, node: dict[str, Any], stored: bytes | None = Non
         tags=tags,
         cached_at=cached_at,
         gone_since=gone_since,
+        file=_checked_file(node.get("file"), asset_id),
         stored=StoredJson(stored, match),
         name_key=keys[0],
         day=keys[1],
         updated_text=keys[2],
     )
+
+
+def _checked_file(section: Any, asset_id: str) -> dict[str, Any] | None:
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise ValueError(f"asset {asset_id} has a malformed file section")
+    return section
 
 
 def _checked_keys(keys: Any) -> tuple[str, str | None, str | None] | None:

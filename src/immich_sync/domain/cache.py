@@ -74,6 +74,8 @@ class CacheNode:
     tags: tuple[str, ...] = ()
     cached_at: datetime | None = None
     gone_since: datetime | None = None  # set when a full run no longer saw it on the server
+    # what the matched file says about itself (`immich-cache-files`; docs/cache-format.md, `file`)
+    file: dict[str, Any] | None = None
     _source: StoredNode | None = field(default=None, alias="stored", eq=False, repr=False)
     name_key: str = field(default="", eq=False, repr=False)
     day: str | None = field(default=None, eq=False, repr=False)
@@ -122,6 +124,12 @@ class CacheNode:
     def changed(self) -> None:
         """Something differs from what the file holds: it must be encoded again when saved."""
         self._intact = False
+
+    def set_file(self, section: dict[str, Any] | None) -> None:
+        """Record what the matched file says (`immich-cache-files`)."""
+        if section != self.file:
+            self.file = section
+            self.changed()
 
     @property
     def asset(self) -> Asset:

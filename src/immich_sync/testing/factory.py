@@ -207,3 +207,110 @@ def movie_bytes(*moov_children: bytes, brand: bytes = b"qt  ", mdat_first: bool 
     moov = qt_box(b"moov", b"".join(moov_children))
     mdat = qt_box(b"mdat", b"\x00" * padding)
     return ftyp + (mdat + moov if mdat_first else moov + mdat)
+
+
+# --- files with metadata for the `file` section's tests (issue 17)
+def xmp_packet(
+    *,
+    description: str | None = None,
+    rating: int | None = None,
+    date: str | None = None,
+    tags_list: list[str] | None = None,
+    hierarchical: list[str] | None = None,
+    subject: list[str] | None = None,
+    faces: list[str] | None = None,
+    gps: tuple[str, str] | None = None,
+) -> bytes:
+    """An XMP packet as Lightroom, digiKam and phones write one (attributes and element forms)."""
+    from xml.sax.saxutils import escape, quoteattr
+
+    def bag(kind: str, items: list[str]) -> str:
+        return f"<rdf:{kind}>" + "".join(f"<rdf:li>{escape(i)}</rdf:li>" for i in items) + f"</rdf:{kind}>"
+
+    attrs = []
+    if rating is not None:
+        attrs.append(f"xmp:Rating={quoteattr(str(rating))}")
+    if date is not None:
+        attrs.append(f"exif:DateTimeOriginal={quoteattr(date)}")
+    if gps is not None:
+        attrs.append(f"exif:GPSLatitude={quoteattr(gps[0])} exif:GPSLongitude={quoteattr(gps[1])}")
+    body = []
+    if description is not None:
+        alt = f'<rdf:Alt><rdf:li xml:lang="x-default">{escape(description)}</rdf:li></rdf:Alt>'
+        body.append(f"<dc:description>{alt}</dc:description>")
+    if tags_list:
+        body.append(f"<digiKam:TagsList>{bag('Seq', tags_list)}</digiKam:TagsList>")
+    if hierarchical:
+        body.append(f"<lr:hierarchicalSubject>{bag('Bag', hierarchical)}</lr:hierarchicalSubject>")
+    if subject:
+        body.append(f"<dc:subject>{bag('Bag', subject)}</dc:subject>")
+    if faces:
+        regions = "".join(
+            f'<rdf:li><rdf:Description mwg-rs:Name={quoteattr(name)} mwg-rs:Type="Face"><mwg-rs:Area stArea:x="0.5"'
+            ' stArea:y="0.5" stArea:w="0.1" stArea:h="0.1" stArea:unit="normalized"/></rdf:Description></rdf:li>'
+            for name in faces
+        )
+        body.append(
+            '<mwg-rs:Regions rdf:parseType="Resource"><mwg-rs:RegionList><rdf:Bag>'
+            f"{regions}</rdf:Bag></mwg-rs:RegionList></mwg-rs:Regions>"
+        )
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"'
+        ' xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:exif="http://ns.adobe.com/exif/1.0/"'
+        ' xmlns:digiKam="http://www.digikam.org/ns/1.0/" xmlns:lr="http://ns.adobe.com/lightroom/1.0/"'
+        ' xmlns:mwg-rs="http://www.metadataworkinggroup.com/schemas/regions/"'
+        ' xmlns:stArea="http://ns.adobe.com/xmp/sType/Area#" '
+        + " ".join(attrs)
+        + ">"
+        + "".join(body)
+        + '</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+    ).encode()
+
+
+def jpeg_with_metadata(
+    taken: datetime | None = None,
+    *,
+    description: str | None = None,
+    rating: int | None = None,
+    gps: tuple[float, float] | None = None,
+    xmp: bytes | None = None,
+    iptc_keywords: list[str] | None = None,
+) -> bytes:
+    """A JPEG with EXIF (date, ImageDescription, Rating, GPS), an XMP APP1 and an IPTC APP13, as asked."""
+
+    def rational(value: float) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        degrees = int(value)
+        minutes = int((value - degrees) * 60)
+        seconds = round(((value - degrees) * 60 - minutes) * 60 * 10000)
+        return ((degrees, 1), (minutes, 1), (seconds, 10000))
+
+    zeroth: dict[int, Any] = {}
+    exif: dict[int, Any] = {}
+    gps_ifd: dict[int, Any] = {}
+    if description is not None:
+        zeroth[piexif.ImageIFD.ImageDescription] = description.encode()
+    if rating is not None:
+        zeroth[0x4746] = rating
+    if taken is not None:
+        exif[piexif.ExifIFD.DateTimeOriginal] = taken.strftime("%Y:%m:%d %H:%M:%S").encode()
+    if gps is not None:
+        gps_ifd[piexif.GPSIFD.GPSLatitudeRef] = b"S" if gps[0] < 0 else b"N"
+        gps_ifd[piexif.GPSIFD.GPSLatitude] = rational(abs(gps[0]))
+        gps_ifd[piexif.GPSIFD.GPSLongitudeRef] = b"W" if gps[1] < 0 else b"E"
+        gps_ifd[piexif.GPSIFD.GPSLongitude] = rational(abs(gps[1]))
+    exif_bytes = piexif.dump({"0th": zeroth, "Exif": exif, "GPS": gps_ifd})
+    data = TINY_JPEG
+    segments = b"\xff\xe1" + struct.pack(">H", len(exif_bytes) + 2) + exif_bytes
+    if xmp is not None:
+        body = b"http://ns.adobe.com/xap/1.0/\x00" + xmp
+        segments += b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
+    if iptc_keywords:
+        records = b"".join(b"\x1c\x02\x19" + struct.pack(">H", len(k.encode())) + k.encode() for k in iptc_keywords)
+        irb = (
+            b"8BIM\x04\x04\x00\x00" + struct.pack(">I", len(records)) + records + (b"\x00" if len(records) & 1 else b"")
+        )
+        body = b"Photoshop 3.0\x00" + irb
+        segments += b"\xff\xed" + struct.pack(">H", len(body) + 2) + body
+    return data[:2] + segments + data[2:]
