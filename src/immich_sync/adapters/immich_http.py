@@ -268,6 +268,30 @@ class ImmichConnection:
             raise _HttpError(response.status_code, self._scrub(f"GET /{path} failed: {error_text(response)}"))
         return response.content, response.headers.get("Content-Type", "application/octet-stream")
 
+    def update_assets(self, ids: list[str], **changes: Any) -> None:
+        """`PUT /api/assets` with these ids and changes (AssetBulkUpdateDto, e.g. `description`,
+        which Immich v2.0 and newer take in bulk); one `PUT /api/assets/{id}` each before. The
+        caller keeps the bodies small (chunks of ids)."""
+        info = self.check()
+        if info.version >= (2, 0, 0):
+            self._call_empty("PUT", "assets", {"ids": ids, **changes})
+            return
+        if info.version < plan.MIN_ASSETS_PATHS:
+            raise ImmichError(f"Immich v{info.version_text} is too old to edit assets this way (v1.106 or newer)")
+        for asset_id in ids:
+            self._call_empty("PUT", f"assets/{asset_id}", changes)
+
+    def _call_empty(self, method: str, path: str, body: Any) -> None:
+        response = self._send(method, f"{self.api_url}/{path}", json=body)
+        if response.status_code in (401, 403):
+            raise ApiKeyRejected(
+                self._scrub(
+                    f"the API key was rejected by {self._config.url} (it needs asset.update): {error_text(response)}"
+                )
+            )
+        if response.status_code >= 400:
+            raise _HttpError(response.status_code, self._scrub(f"{method} /{path} failed: {error_text(response)}"))
+
     def album_list(self) -> list[tuple[str, str, int]]:
         """(id, name, asset count) of every album the user can see: owned and shared with them."""
         self.check()

@@ -133,6 +133,7 @@ class FakeImmich:
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str, Any]] = []
         self.thumbnails: dict[str, bytes] = {}  # asset id -> its preview bytes (else a generated one)
+        self.updates: list[dict[str, Any]] = []  # the bodies of PUT /api/assets accepted
         self.in_flight = 0  # requests being answered now, and the most ever at once
         self.most_in_flight = 0
         self.users_me: dict[str, Any] | None = None
@@ -179,6 +180,33 @@ class FakeImmich:
     def touch(self, asset_id: str, updated_at: str) -> None:
         self.assets[asset_id] = {**self.assets[asset_id], "updatedAt": updated_at}
         self.changed()
+
+    def update_assets(self, body: Any, *, single: bool = False) -> tuple[int, Any]:
+        """`PUT /api/assets` (AssetBulkUpdateDto; v2.x+ takes `description`) and `PUT /api/assets/{id}`:
+        the edit lands in exifInfo and moves the asset's updatedAt (FACTS.md: confirmed on v3.1.0)."""
+        if not isinstance(body, dict) or not isinstance(body.get("ids"), list) or not body["ids"]:
+            return self.error(400, ["ids must be an array"], "Bad Request")
+        if "description" in body and not isinstance(body["description"], str):
+            return self.error(400, ["description must be a string"], "Bad Request")
+        if not single and "description" in body and self.version < (2, 0, 0):
+            return self.error(400, ["property description should not exist"], "Bad Request")
+        ids = body["ids"]
+        if any(not isinstance(i, str) or not UUID.match(i) for i in ids):
+            return self.error(400, ["each value in ids must be a UUID"], "Bad Request")
+        if any(i not in self.assets or self.assets[i].get("ownerId") != self.user_id for i in ids):
+            return self.error(400, "Not found or no asset.update access", "Bad Request")
+        moment = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        for asset_id in ids:
+            raw = self.assets[asset_id]
+            exif = dict(raw.get("exifInfo") or {})
+            if "description" in body:
+                exif["description"] = body["description"]
+            if "rating" in body:
+                exif["rating"] = body["rating"]
+            self.assets[asset_id] = {**raw, "exifInfo": exif, "updatedAt": moment}
+        self.updates.append(body)
+        self.changed()
+        return (200, self.assets[ids[0]]) if single else (204, None)
 
     def trash(self, asset_id: str, when: str = "2026-12-01T00:00:00.000Z") -> None:
         """Move an asset to the trash, as the web UI does: `isTrashed`, and `updatedAt` moves."""
@@ -584,6 +612,10 @@ class FakeImmich:
             return 200, self.album_body(album, with_assets)
         if path == "/api/tags" and method == "GET":
             return 200, [self.tag_body(t) for t in self.tags.values()]
+        if path == "/api/assets" and method == "PUT":
+            return self.update_assets(body)
+        if path.startswith("/api/assets/") and method == "PUT":
+            return self.update_assets({**(body or {}), "ids": [path.rsplit("/", 1)[-1]]}, single=True)
         thumbnail = _THUMBNAIL.match(path)
         if thumbnail and method == "GET":
             new = path.startswith("/api/assets/")
@@ -606,6 +638,7 @@ class FakeImmich:
         return self.error(404, f"Cannot {method} {path}", "Not Found")
 
 
+MAX_BODY = 10 << 20
 _THUMBNAIL = re.compile(r"^/api/(?:assets/(?P<new>[^/]+)/thumbnail|asset/thumbnail/(?P<old>[^/]+))$")
 
 
@@ -630,6 +663,8 @@ def tiny_jpeg(seed: str) -> bytes:
 
 
 def _permission(method: str, path: str) -> str | None:
+    if path.startswith("/api/assets") and method == "PUT":
+        return "asset.update"
     if path.startswith("/api/search") or path.startswith("/api/assets"):
         return "asset.read"
     if path.startswith("/api/albums"):
@@ -656,6 +691,13 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.fake
         split = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:  # the real server's body limit (NestJS's json parser, 10 MB)
+            self.send_response(413)
+            self.send_header("Content-Length", "0")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            return
         raw_body = self.rfile.read(length) if length else b""
         try:
             body = json.loads(raw_body) if raw_body else None
@@ -700,6 +742,8 @@ class _Handler(BaseHTTPRequestHandler):
         # json.dumps: the benchmark's server shares the client's machine, a real one does not)
         binary = isinstance(payload, Binary)
         data = payload.data if binary else orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS)
+        if status == 204:
+            data = b""
         self.send_response(status)
         self.send_header("Content-Type", payload.content_type if binary else "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
@@ -713,6 +757,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
 
 
 USAGE = """Start the fake Immich server by hand, to try immich-cache without an Immich server:
