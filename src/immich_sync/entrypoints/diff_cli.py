@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                 out.write(orjson.dumps(found.as_json()).decode() + "\n")
             else:
                 where = os.path.relpath(found.path, cache.target) if cache.target else found.path
-                immich, theirs = _show(found.immich), _show(found.file)
-                out.write(f"{where}  {found.field}: Immich {immich} | file {theirs} ({found.source})\n")
+                immich, theirs, source = _show(found.immich), _show(found.file), found.source or "not in the file"
+                out.write(f"{where}  {found.field}: Immich {immich} | file {theirs} ({source})\n")
     if not args["--json"]:
         counts = ", ".join(f"{name} {per_field[name]}" for name in fields if per_field[name]) or "none"
         print(f"{PROG}: {compared} found assets compared; differences: {counts}")
