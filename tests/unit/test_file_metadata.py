@@ -244,3 +244,23 @@ def test_exiftool_reads_the_same_values(tmp_path):
             assert value(ours, "dateTimeOriginal")[0] == their["DateTimeOriginal"].replace(":", "-", 2).replace(
                 " ", "T"
             ), name
+
+
+def test_tiff_and_heic_with_embedded_xmp(tmp_path):
+    """A TIFF (XMP in tag 700) written by Pillow and a HEIC (XMP as a mime item) by pillow-heif."""
+    import pillow_heif
+    from PIL import Image
+    from PIL.TiffImagePlugin import ImageFileDirectory_v2
+
+    packet = xmp_packet(description="tiff or heic", hierarchical=["Trips|Oslo"])
+    image = Image.new("RGB", (16, 16), (200, 40, 40))
+    tags = ImageFileDirectory_v2()
+    tags[700] = packet
+    tags.tagtype[700] = 1  # BYTE, as XMP in TIFF is stored
+    image.save(tmp_path / "a.tif", tiffinfo=tags)
+    pillow_heif.register_heif_opener()
+    image.save(tmp_path / "a.heic", format="HEIF", xmp=packet)
+    for name in ("a.tif", "a.heic"):
+        section = read(tmp_path / name)
+        assert value(section, "description") == ("tiff or heic", "xmp"), name
+        assert value(section, "tags") == (["Trips/Oslo"], "xmp:lr:hierarchicalSubject"), name

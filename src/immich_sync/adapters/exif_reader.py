@@ -58,6 +58,16 @@ def read_capture_times(paths: list[str]) -> list[CaptureTime | None]:
     return [read_capture_time(path) for path in paths]
 
 
+def capture_time_of(handle: BinaryIO) -> CaptureTime | None:
+    """`read_capture_time` of a file already open."""
+    try:
+        handle.seek(0)
+        return _read(handle)
+    except Exception as exc:
+        log.debug("no capture time: %s: %s", type(exc).__name__, exc)
+        return None
+
+
 def exif_block(handle: BinaryIO) -> bytes | None:
     """The TIFF block of a file's EXIF (JPEG, TIFF and TIFF-based raw, WebP, PNG, HEIC), or None."""
     handle.seek(0)

@@ -66,10 +66,10 @@ def read_file_metadata(path: str, now: datetime) -> dict[str, Any]:
             movie = _is_movie(handle)
             iptc = _jpeg_iptc_keywords(handle)
             packet = xmp.packet_in_file(handle, own["size"])
+            taken = exif_reader.capture_time_of(handle)  # Immich's order of date tags, QuickTime's for a movie
     except OSError as exc:
         warnings.append(f"{path}: cannot be read ({exc.strerror or exc})")
-        packet, iptc, movie = None, [], False
-    taken = exif_reader.read_capture_time(path)  # Immich's order of date tags, QuickTime's for a movie
+        packet, iptc, movie, taken = None, [], False, None
     if taken is not None:
         fields["dateTimeOriginal"] = _date_field(taken, QUICKTIME if movie else EXIF)
     if packet is not None:

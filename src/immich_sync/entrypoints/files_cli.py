@@ -49,8 +49,9 @@ def _read_chunk(paths: list[str]) -> list[dict[str, Any]]:
 
 
 def read_many(paths: list[str]) -> Iterator[dict[str, Any]]:
-    """The files' sections, in order: in reader processes when there are many."""
-    readers = default_readers()
+    """The files' sections, in order: in reader processes (one per core, at most 4: this process
+    only waits for them) when there are many."""
+    readers = min(4, default_readers() + 1)
     if len(paths) < 2 * CHUNK or readers < 2:
         yield from _read_chunk(paths)
         return
