@@ -132,3 +132,20 @@ def test_a_body_over_the_servers_limit_is_refused_as_the_real_one_does(library):
     body = {"ids": [ids["a.jpg"]], "description": "x" * (11 << 20)}
     answer = requests.put(f"{fake.url}/api/assets", json=body, headers={"x-api-key": fake.api_key}, timeout=30)
     assert answer.status_code == 413 and fake.updates == []
+
+
+def test_the_readmes_python_example_runs_as_written(library, monkeypatch, capsys):
+    fake, tmp, env, _ids = library
+    data = jpeg_with_metadata(TAKEN, description="readme")
+    (tmp / "Photos" / "IMG_0001.JPG").write_bytes(data)
+    fake.add_asset(make_asset(owner_id=fake.user_id, name="IMG_0001.JPG", taken=TAKEN, size=len(data), checksum="c"))
+    assert command(tmp, env, "Photos").returncode == 0
+    assert files_cli(tmp, env, "Photos").returncode == 0
+    (tmp / "log" / "cache_photos.json").write_bytes((tmp / "log" / "cache_Photos.json").read_bytes())
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("From Python, one call each:", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp)
+    exec(compile(block, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "'description': {'value': 'readme', 'source': 'exif'}" in printed
+    assert "description None -> readme" in printed
