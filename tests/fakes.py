@@ -59,6 +59,12 @@ class InMemoryCacheRepository:
         self.packed = getattr(self, "packed", 0) + 1
 
 
+def _stamp(members) -> tuple[str, int]:
+    import hashlib
+
+    return hashlib.sha1("|".join(sorted(members)).encode()).hexdigest()[:12], len(members)
+
+
 class FakeSource:
     """The ImmichSource port: a list of raw assets, filtered the way the real client filters."""
 
@@ -69,9 +75,37 @@ class FakeSource:
         self.version = version
         self.calls: list[tuple] = []
         self.fail_after: int | None = None
+        self.exact_stamps = True
+        self.membership_calls: list[tuple] = []  # albums, tags, album_members, asset_tags: what was read
 
     def check(self) -> ServerInfo:
         return ServerInfo("http://fake", self.version, "me")
+
+    def album_stamps(self):
+        groups = self.album_groups
+        # as the real server's: the stamp moves whenever the album's assets change
+        stamps = groups.stamps or {aid: _stamp(groups.members.get(aid, frozenset())) for aid in groups.names}
+        return Groups(groups.names, {}, stamps)
+
+    def album_members(self, album_ids):
+        album_ids = list(album_ids)
+        self.membership_calls.append(("album_members", tuple(album_ids)))
+        return {aid: self.album_groups.members.get(aid, frozenset()) for aid in album_ids}
+
+    def tag_values(self):
+        return dict(self.tag_groups.names)
+
+    def asset_tags(self, ids):
+        ids = list(ids)
+        self.membership_calls.append(("asset_tags", tuple(ids)))
+        for asset_id in ids:
+            if asset_id not in self.assets:
+                yield asset_id, None
+            else:
+                yield asset_id, frozenset(t for t, m in self.tag_groups.members.items() if asset_id in m)
+
+    def stamps_are_exact(self):
+        return self.exact_stamps
 
     def album_list(self):
         groups = self.album_groups
@@ -107,9 +141,11 @@ class FakeSource:
             yield asset_id, (None if raw is None or raw.get("isTrashed") else raw)
 
     def albums(self) -> Groups:
-        return self.album_groups
+        self.membership_calls.append(("albums",))
+        return Groups(self.album_groups.names, self.album_groups.members, self.album_stamps().stamps)
 
     def tags(self) -> Groups:
+        self.membership_calls.append(("tags",))
         return self.tag_groups
 
     def cancel(self) -> None:

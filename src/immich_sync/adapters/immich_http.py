@@ -590,12 +590,37 @@ class ImmichConnection:
             return total
 
     def albums(self) -> Groups:
-        """Every album the user can see, with its member asset ids."""
-        info = self.check()
+        """Every album the user can see, with its member asset ids and its stamp."""
+        stamped = self.album_stamps()
+        return Groups(names=stamped.names, members=self.album_members(stamped.names), stamps=stamped.stamps)
+
+    def album_stamps(self) -> Groups:
+        self.check()
         listed = self._call("GET", "albums")
         names = {a["id"]: a.get("albumName", "") for a in listed}
-        members = self._parallel(names, lambda album_id: self._album_members(info, album_id))
-        return Groups(names=names, members=members)
+        stamps = {a["id"]: (a.get("updatedAt"), int(a.get("assetCount") or 0)) for a in listed}
+        return Groups(names=names, members={}, stamps=stamps)
+
+    def album_members(self, album_ids: Iterable[str]) -> dict[str, frozenset[str]]:
+        info = self.check()
+        return self._parallel(album_ids, lambda album_id: self._album_members(info, album_id))
+
+    def tag_values(self) -> dict[str, str]:
+        info = self.check()
+        if info.version < plan.MIN_TAG_IDS:
+            return {}
+        return {t["id"]: t.get("value") or t.get("name") or "" for t in self._call("GET", "tags")}
+
+    def asset_tags(self, ids: Iterable[str]) -> Iterator[tuple[str, frozenset[str] | None]]:
+        for asset_id, raw in self.get_assets(ids):
+            if raw is None:
+                yield asset_id, None
+            else:
+                yield asset_id, frozenset(str(t["id"]) for t in raw.get("tags") or [] if isinstance(t, dict))
+
+    def stamps_are_exact(self) -> bool:
+        first, end = plan.EXACT_STAMPS
+        return first <= self.check().version < end
 
     def _album_members(self, info: ServerInfo, album_id: str) -> frozenset[str]:
         if info.version < plan.V3:  # the album itself lists its assets before v3

@@ -38,6 +38,9 @@ MIN_STATISTICS = (1, 135, 0)
 MIN_TAG_IDS = (1, 126, 0)
 V3 = (3, 0, 0)
 MIN_CURSOR = (3, 2, 0)
+# Versions on which tagging moves an asset's updatedAt and album edits move the album's stamp,
+# confirmed on a real server (FACTS.md): membership is refreshed by what moved. Others: full passes.
+EXACT_STAMPS = ((3, 1, 0), (3, 2, 0))  # from, to (excluded)
 VISIBILITIES = ("timeline", "archive", "hidden")  # locked is never visible to an API key
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 

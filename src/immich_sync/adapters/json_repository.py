@@ -147,9 +147,16 @@ def _header(cache: ImmichCache, saved_at: datetime) -> dict[str, Any]:
         "server": cache.server,
         "counts": stats,
         "runs": cache.runs,
-        "albums": {aid: {"albumName": name} for aid, name in cache.albums.items()},
+        "albums": {aid: _album_entry(cache, aid, name) for aid, name in cache.albums.items()},
         "tags": {tid: {"value": value} for tid, value in cache.tags.items()},
     }
+
+
+def _album_entry(cache: ImmichCache, album_id: str, name: str) -> dict[str, Any]:
+    stamp = cache.album_stamps.get(album_id)
+    if stamp is None:
+        return {"albumName": name}
+    return {"albumName": name, "updatedAt": stamp[0], "assetCount": stamp[1]}
 
 
 def encode_node(node: CacheNode) -> dict[str, Any]:
@@ -248,7 +255,13 @@ def _check_header(doc: Any, source: str) -> None:
 
 
 def _finish(cache: ImmichCache, doc: dict[str, Any]) -> ImmichCache:
-    cache.albums = {aid: a["albumName"] for aid, a in (doc.get("albums") or {}).items()}
+    albums = doc.get("albums") or {}
+    cache.albums = {aid: a["albumName"] for aid, a in albums.items()}
+    cache.album_stamps = {
+        aid: (a.get("updatedAt"), int(a["assetCount"]))
+        for aid, a in albums.items()
+        if isinstance(a.get("assetCount"), int) and isinstance(a.get("updatedAt"), (str, type(None)))
+    }
     cache.tags = {tid: t["value"] for tid, t in (doc.get("tags") or {}).items()}
     cache.target = doc.get("target")
     cache.server = dict(doc.get("server") or {})

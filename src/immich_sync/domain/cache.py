@@ -190,6 +190,8 @@ class ImmichCache:
     def __init__(self) -> None:
         self._nodes: dict[str, CacheNode] = {}
         self.albums: dict[str, str] = {}  # album id -> album name
+        # album id -> (updatedAt, assetCount) when its members were read: moved, they are read again
+        self.album_stamps: dict[str, tuple[str | None, int]] = {}
         self.tags: dict[str, str] = {}  # tag id -> full value path such as "Travel/Paris"
         self.target: str | None = None
         self.server: dict[str, Any] = {}  # url, version, user id: never the API key
@@ -288,9 +290,16 @@ class ImmichCache:
         node.changed()
         return True
 
-    def replace_albums(self, names: Mapping[str, str], members: Mapping[str, Iterable[str]]) -> None:
-        """Set the album section and every asset's album membership (album id -> asset ids)."""
+    def replace_albums(
+        self,
+        names: Mapping[str, str],
+        members: Mapping[str, Iterable[str]],
+        stamps: Mapping[str, tuple[str | None, int]] | None = None,
+    ) -> None:
+        """Set the album section and every asset's album membership (album id -> asset ids), and
+        the albums' stamps as they were when their members were read."""
         self.albums = dict(names)
+        self.album_stamps = {a: stamps[a] for a in names if a in stamps} if stamps else {}
         self._replace_membership("albums", members)
 
     def replace_tags(self, values: Mapping[str, str], members: Mapping[str, Iterable[str]]) -> None:
@@ -314,6 +323,7 @@ class ImmichCache:
         """Forget every asset, album and tag (the target and server stay)."""
         self._nodes.clear()
         self.albums.clear()
+        self.album_stamps.clear()
         self.tags.clear()
         self.index.clear()
 

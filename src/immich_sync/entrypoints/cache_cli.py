@@ -27,6 +27,9 @@ Options:
                     make the match exact, other bytes demote it (low, or not found when its date
                     disagrees too); external assets are verified by their path.
   --partners        Also cache partners' assets shared into your timeline.
+  --full-membership
+                    Read every album's and every tag's members, as a first run does, instead of
+                    only what moved since the last run (the result is the same).
   -v --verbose      Show each asset's AUDIT line and details on stderr; tracebacks on errors.
   -q --quiet        Print only errors (the AUDIT log file is still written).
   -h --help         Show this help.
@@ -278,6 +281,7 @@ def main(argv: list[str] | None = None, *, exit_when_done: bool = False) -> int:
             updated_before=before,
             album_id=album,
             verify=bool(args["--verify"]),
+            full_membership=bool(args["--full-membership"]),
         )
         # The run holds 100,000s of small dicts for its whole life and makes almost no cycles: the
         # cyclic collector would only rescan them again and again (benchmarks/README.md).

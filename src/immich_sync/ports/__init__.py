@@ -31,10 +31,12 @@ class ServerInfo:
 
 @frozen
 class Groups:
-    """Albums or tags: names (id -> name or value path) and members (id -> asset ids)."""
+    """Albums or tags: names (id -> name or value path) and members (id -> asset ids); for albums
+    also each one's stamp (updatedAt, assetCount), which moves when its assets change."""
 
     names: Mapping[str, str]
     members: Mapping[str, frozenset[str]]
+    stamps: Mapping[str, tuple[str | None, int]] = {}
 
 
 class ImmichSource(Protocol):
@@ -64,6 +66,22 @@ class ImmichSource(Protocol):
         """(id, name, asset count) of each album the user can see, without its members."""
 
     def tags(self) -> Groups: ...
+
+    def album_stamps(self) -> Groups:
+        """Every album's name and stamp, without members (one request)."""
+
+    def album_members(self, album_ids: Iterable[str]) -> Mapping[str, frozenset[str]]:
+        """The members of these albums only."""
+
+    def tag_values(self) -> Mapping[str, str]:
+        """Every tag (id -> full value path), without members (one request)."""
+
+    def asset_tags(self, ids: Iterable[str]) -> Iterator[tuple[str, frozenset[str] | None]]:
+        """The tags set on each asset itself (not its tags' ancestors); None when it is gone."""
+
+    def stamps_are_exact(self) -> bool:
+        """Whether this server is known to move an asset's updatedAt when it is tagged or untagged,
+        and an album's stamp when its assets change (then membership can be refreshed by what moved)."""
 
     def cancel(self) -> None:
         """Make calls in progress in other threads stop at their next request."""

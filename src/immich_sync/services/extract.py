@@ -9,7 +9,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from itertools import islice
@@ -50,6 +50,8 @@ class ExtractRequest:
     updated_before: datetime | None = None
     album_id: str | None = None
     verify: bool = False
+    # read every album's and every tag's members, as a first run does, instead of what moved
+    full_membership: bool = False
     # A checkpoint rewrites the whole cache (about 2 s for 100,000 assets), so it is taken by time:
     # an interruption loses at most two minutes of work. `checkpoint_every` (assets) is for tests.
     checkpoint_every: int = 0
@@ -235,6 +237,8 @@ def run_extract(
                 checkpoints.keep_if_due()
                 progress.stage("albums and tags", None, unit="")
                 albums, tags = background.groups(waiting=checkpoints.keep_if_due)
+                if background.incremental:
+                    albums, tags = refresh_membership(cache, albums, tags, seen, decide.changed, source)
                 log.info("album and tag membership fetched")
             _apply(cache, albums, tags, seen, request, now, result)
             result.duration = time.monotonic() - started
@@ -316,8 +320,11 @@ class _Background:
         # fetches whole only the assets that are new or changed (`_Decide.rerun`).
         self.first = self.listing(source.iter_versions if rerun else source.iter_assets)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="membership")
-        self._albums = self._pool.submit(source.albums)
-        self._tags = self._pool.submit(source.tags)
+        # A full re-run asks first only for the albums' stamps and the tag list (two requests);
+        # `refresh_membership` then reads what moved. Other runs read every album and tag.
+        self.incremental = rerun and request.is_full and not request.full_membership
+        self._albums: Future[Any] = self._pool.submit(source.album_stamps if self.incremental else source.albums)
+        self._tags: Future[Any] = self._pool.submit(source.tag_values if self.incremental else source.tags)
 
     def listing(self, lister: Callable[..., Iterable[Any]], **overrides: Any) -> _ListingAhead:
         """Start another listing with the request's filters (and these overrides)."""
@@ -326,8 +333,9 @@ class _Background:
         self._listings.append(listing)
         return listing
 
-    def groups(self, waiting: Callable[[], None] = lambda: None) -> tuple[Groups, Groups]:
-        """The album and tag passes' results; `waiting` is called every WAIT_POLL s until then."""
+    def groups(self, waiting: Callable[[], None] = lambda: None) -> tuple[Any, Any]:
+        """The album and tag passes' results (with `incremental`: the album stamps and the tag
+        values); `waiting` is called every WAIT_POLL s until then."""
         for future in (self._albums, self._tags):
             while True:
                 try:
@@ -404,6 +412,7 @@ class _Decide:
         self.seen: set[str] = set()
         self.deferred: list[str] = []  # external assets not found by their path alone: see `resolve`
         self.carried_pins: dict[str, MatchResult] = {}  # --clear: pins of the cache it replaces
+        self.changed: set[str] = set()  # assets added or updated this run: their tags may have moved
 
     def first_run(self, listing: _ListingAhead) -> set[str]:
         for raw in _announced_ahead(listing.batches(), self._announce):
@@ -603,6 +612,8 @@ class _Decide:
         else:
             result.unchanged += 1
         note = outcome._value_
+        if outcome is not Upsert.UNCHANGED:
+            self.changed.add(node.id)
         if outcome is Upsert.ADDED and node.id in self.carried_pins:  # --clear keeps what a person decided
             self.cache.set_match(node.id, self.carried_pins.pop(node.id))
         match = node.match_summary()
@@ -641,6 +652,64 @@ class _Decide:
             result.by_confidence[match.confidence] += step
 
 
+TAGS_BY_ASSET_LIMIT = 2000  # more changed assets than this: one full tag pass costs less than a request each
+
+
+def refresh_membership(
+    cache: ImmichCache,
+    stamped: Groups,
+    values: Mapping[str, str],
+    seen: set[str],
+    changed: set[str],
+    source: ImmichSource,
+) -> tuple[Groups, Groups]:
+    """Album and tag membership from what moved since the cache was saved, the same as full passes
+    would give (FACTS.md, confirmed on v3.1.0): tagging or untagging an asset moves its updatedAt
+    (so only added and updated assets are asked for their tags, and those that had a deleted tag);
+    adding or removing album assets moves the album's stamp (so only those albums are read again).
+    Where that is not known of the server, or the cache has no stamps yet, or a tag was renamed or
+    moved, or too many assets changed, the full passes are read instead."""
+    if not source.stamps_are_exact():
+        log.info("full album and tag passes: this Immich version is not known to move updatedAt on every edit")
+        return source.albums(), source.tags()
+    live = [n for n in cache if n.id in seen]
+    if any(a not in cache.album_stamps for a in cache.albums):
+        log.info("full album pass: the cache has no album stamps yet")
+        albums = source.albums()
+    else:
+        moved = [a for a, stamp in stamped.stamps.items() if cache.album_stamps.get(a) != stamp]
+        fetched = source.album_members(moved)
+        kept: dict[str, set[str]] = {a: set() for a in stamped.names if a not in fetched}
+        for node in live:
+            for album_id in node.albums:
+                if album_id in kept:
+                    kept[album_id].add(node.id)
+        log.info("albums: %d of %d read again (their stamp moved)", len(moved), len(stamped.names))
+        members = {**{a: frozenset(ids) for a, ids in kept.items()}, **fetched}
+        albums = Groups(stamped.names, members, stamped.stamps)
+    renamed = [t for t, value in values.items() if t in cache.tags and cache.tags[t] != value]
+    deleted = set(cache.tags) - set(values)
+    ask = {n.id for n in live if n.id in changed or deleted.intersection(n.tags)}
+    if renamed or len(ask) > TAGS_BY_ASSET_LIMIT:
+        log.info("full tag pass: %s", "a tag was renamed or moved" if renamed else f"{len(ask)} assets changed")
+        return albums, source.tags()
+    direct = dict(source.asset_tags(sorted(ask)))
+    per_tag: dict[str, set[str]] = {t: set() for t in values}
+    for node in live:
+        held = most_specific(direct.get(node.id) or (), values) if node.id in ask else node.tags
+        for tag_id in held:
+            if tag_id in per_tag:
+                per_tag[tag_id].add(node.id)
+    log.info("tags: %d assets asked for their tags (added, updated, or holding a deleted tag)", len(ask))
+    return albums, Groups(dict(values), {t: frozenset(ids) for t, ids in per_tag.items()})
+
+
+def most_specific(tag_ids: Iterable[str], values: Mapping[str, str]) -> tuple[str, ...]:
+    """An asset's own tags as a tag search records them: each one no other of them lies under."""
+    known = [t for t in tag_ids if t in values]
+    return tuple(t for t in known if not any(o != t and values[o].startswith(values[t] + "/") for o in known))
+
+
 def _apply(
     cache: ImmichCache,
     albums: Groups,
@@ -652,7 +721,7 @@ def _apply(
 ) -> None:
     """Membership (refreshed on every run: album and tag edits do not move an asset's updatedAt),
     gone marks (a full run only), and the files claimed by two assets."""
-    cache.replace_albums(albums.names, albums.members)
+    cache.replace_albums(albums.names, albums.members, albums.stamps)
     cache.replace_tags(tags.names, tags.members)
     result.albums, result.tags = len(albums.names), len(tags.names)
     if request.is_full:

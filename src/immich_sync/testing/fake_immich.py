@@ -81,6 +81,7 @@ class FakeAlbum:
     owner_id: str
     asset_ids: list[str] = field(factory=list)
     raw: dict[str, Any] | None = None
+    updated_at: str = "2026-11-01T00:00:00.000Z"  # moved by adding or removing assets (FACTS.md)
 
 
 @define
@@ -134,6 +135,7 @@ class FakeImmich:
         self.requests: list[tuple[str, str, Any]] = []
         self.thumbnails: dict[str, bytes] = {}  # asset id -> its preview bytes (else a generated one)
         self.updates: list[dict[str, Any]] = []  # the bodies of PUT /api/assets accepted
+        self._clock = datetime(2026, 1, 1, tzinfo=UTC)
         self.in_flight = 0  # requests being answered now, and the most ever at once
         self.most_in_flight = 0
         self.users_me: dict[str, Any] | None = None
@@ -176,6 +178,46 @@ class FakeImmich:
         self.tags[tag.id] = tag
         self.changed()
         return tag
+
+    # --- edits as the real server makes them (FACTS.md, confirmed on v3.1.0): tagging and untagging
+    # move the asset's updatedAt; album edits move the album's updatedAt and assetCount, not the
+    # asset's; deleting a tag (and with it its children) moves nothing.
+    def now_text(self) -> str:
+        """A server clock that never repeats a millisecond."""
+        moment = max(datetime.now(UTC), self._clock + timedelta(milliseconds=1))
+        self._clock = moment
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def tag_asset(self, tag_id: str, asset_id: str) -> None:
+        self.tags[tag_id].asset_ids.add(asset_id)
+        self.touch(asset_id, self.now_text())
+
+    def untag_asset(self, tag_id: str, asset_id: str) -> None:
+        self.tags[tag_id].asset_ids.discard(asset_id)
+        self.touch(asset_id, self.now_text())
+
+    def delete_tag(self, tag_id: str) -> None:
+        for child in [t.id for t in self.tags.values() if t.parent_id == tag_id]:
+            self.delete_tag(child)
+        self.tags.pop(tag_id, None)
+        self.changed()
+
+    def album_add(self, album_id: str, asset_ids: Iterable[str]) -> None:
+        album = self.albums[album_id]
+        album.asset_ids.extend(i for i in asset_ids if i not in album.asset_ids)
+        album.updated_at = self.now_text()
+        self.changed()
+
+    def album_remove(self, album_id: str, asset_ids: Iterable[str]) -> None:
+        album = self.albums[album_id]
+        gone = set(asset_ids)
+        album.asset_ids[:] = [i for i in album.asset_ids if i not in gone]
+        album.updated_at = self.now_text()
+        self.changed()
+
+    def delete_album(self, album_id: str) -> None:
+        self.albums.pop(album_id, None)
+        self.changed()
 
     def touch(self, asset_id: str, updated_at: str) -> None:
         self.assets[asset_id] = {**self.assets[asset_id], "updatedAt": updated_at}
@@ -529,7 +571,7 @@ class FakeImmich:
                 "description": "",
                 "albumThumbnailAssetId": None,
                 "createdAt": "2026-11-01T00:00:00.000Z",
-                "updatedAt": "2026-11-01T00:00:00.000Z",
+                "updatedAt": album.updated_at,
                 "id": album.id,
                 "albumUsers": [],
                 "shared": False,

@@ -1,0 +1,167 @@
+"""Issue 18: a re-run keeps album and tag membership exact while reading only what moved, over real
+HTTP against the fake server, which moves updatedAt and album stamps as a real v3.1.0 does; and a
+run with --full-membership writes the same cache."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fakes import FakeLibrary
+from immich_sync.adapters.immich_config import ImmichConfig
+from immich_sync.adapters.immich_http import ImmichConnection
+from immich_sync.adapters.json_repository import JsonCacheRepository
+from immich_sync.services.extract import ExtractRequest, run_extract
+from immich_sync.testing.factory import make_asset
+from immich_sync.testing.fake_immich import FakeImmich
+
+TAKEN = datetime(2024, 7, 14, 10, 0)
+
+
+def world(n: int = 12):
+    fake = FakeImmich((3, 1, 0)).start()
+    ids = [
+        fake.add_asset(
+            make_asset(owner_id=fake.user_id, name=f"IMG_{i}.JPG", taken=TAKEN, size=100 + i, checksum=f"c{i}")
+        )["id"]
+        for i in range(n)
+    ]
+    travel = fake.add_tag("Travel", ids[:3])
+    paris = fake.add_tag("Travel/Paris", ids[2:6])
+    family = fake.add_tag("Family", ids[5:8])
+    trip = fake.add_album("Trip", ids[:4])
+    home = fake.add_album("Home", ids[6:10])
+    return fake, ids, {"travel": travel.id, "paris": paris.id, "family": family.id}, {"trip": trip.id, "home": home.id}
+
+
+def run(fake, path, **request):
+    connection = ImmichConnection(ImmichConfig(url=fake.url, api_key=fake.api_key))
+    try:
+        return run_extract(
+            ExtractRequest(target="/lib", **request),
+            connection,
+            JsonCacheRepository(path),
+            FakeLibrary(),
+            now=lambda: datetime(2026, 6, 1, tzinfo=UTC),
+        ), connection
+    finally:
+        connection.close()
+
+
+def membership(path):
+    doc = json.loads(path.read_text())
+    nodes = {i: (tuple(n["albums"]), tuple(n["tags"])) for i, n in doc["assets"].items()}
+    return nodes, doc["albums"], doc["tags"]
+
+
+def searches(fake, start, end=None):
+    return [body for _method, path, body in fake.requests[start:end] if path == "/api/search/metadata"]
+
+
+def test_each_refresh_rule_reads_only_what_moved_and_gives_what_full_passes_give(tmp_path):
+    fake, ids, tags, albums = world()
+    try:
+        path = tmp_path / "cache.json"
+        run(fake, path)
+        start = len(fake.requests)
+        result, _ = run(fake, path)  # nothing moved
+        assert not any(b.get("tagIds") or b.get("albumIds") for b in searches(fake, start))
+        assert result.saved is False
+        edits = [
+            ("tag added", lambda: fake.tag_asset(tags["family"], ids[0])),
+            ("tag removed", lambda: fake.untag_asset(tags["paris"], ids[3])),
+            ("tag deleted", lambda: fake.delete_tag(tags["paris"])),  # ids[2] keeps Travel, directly
+            ("album asset added", lambda: fake.album_add(albums["home"], [ids[11]])),
+            ("album asset removed", lambda: fake.album_remove(albums["trip"], [ids[1]])),
+            ("album deleted", lambda: fake.delete_album(albums["home"])),
+        ]
+        for name, edit in edits:
+            edit()
+            full = tmp_path / f"full-{name}.json"
+            shutil.copyfile(path, full)  # the same cache, to be run with the full passes
+            start = len(fake.requests)
+            run(fake, path)
+            end = len(fake.requests)
+            asked = [p for _m, p, _b in fake.requests[start:end]]
+            run(fake, full, full_membership=True)
+            assert membership(path) == membership(full), name
+            if name.startswith("tag"):
+                assert not any(b.get("tagIds") for b in searches(fake, start, end)), name
+            if name.startswith("album"):
+                assert len([b for b in searches(fake, start, end) if b.get("albumIds")]) <= 1, name
+            assert asked.count("/api/albums") == 1 and asked.count("/api/tags") == 1, name
+        nodes, album_names, tag_names = membership(path)
+        assert tags["paris"] not in tag_names and albums["home"] not in album_names
+        assert nodes[ids[2]][1] == (tags["travel"],)  # the deleted child's asset is under its own Travel
+        assert nodes[ids[0]][1] == tuple(sorted([tags["travel"], tags["family"]]))
+        assert albums["trip"] in nodes[ids[0]][0] and albums["trip"] not in nodes[ids[1]][0]
+    finally:
+        fake.stop()
+
+
+def test_an_unconfirmed_server_version_keeps_the_full_passes(tmp_path):
+    fake = FakeImmich((3, 0, 1)).start()
+    try:
+        raw = fake.add_asset(make_asset(owner_id=fake.user_id, name="a.jpg", taken=TAKEN, size=1, checksum="c"))
+        fake.add_tag("T", [raw["id"]])
+        path = tmp_path / "cache.json"
+        run(fake, path)
+        start = len(fake.requests)
+        run(fake, path)
+        assert any(b.get("tagIds") for b in searches(fake, start))  # v3.0: not confirmed, full passes
+    finally:
+        fake.stop()
+
+
+EDITS = st.lists(
+    st.tuples(
+        st.sampled_from(["tag", "untag", "delete-tag", "album-add", "album-remove", "delete-album", "edit"]),
+        st.integers(0, 11),
+        st.integers(0, 2),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rounds=st.lists(EDITS, min_size=1, max_size=3))
+def test_any_edit_sequence_gives_the_cache_full_passes_give(tmp_path_factory, rounds):
+    """Random edits between runs (tags, albums, deletions, plain edits): after each run the cache's
+    membership is the one a --full-membership run from the same cache writes."""
+    fake, ids, tags, albums = world()
+    tag_ids, album_ids = list(tags.values()), list(albums.values())
+    folder = tmp_path_factory.mktemp("edits")
+    try:
+        path = folder / "cache.json"
+        run(fake, path)
+        for n, edits in enumerate(rounds):
+            for kind, asset, group in edits:
+                asset_id = ids[asset]
+                live_tags = [t for t in tag_ids if t in fake.tags]
+                live_albums = [a for a in album_ids if a in fake.albums]
+                if kind == "tag" and live_tags:
+                    fake.tag_asset(live_tags[group % len(live_tags)], asset_id)
+                elif kind == "untag" and live_tags:
+                    fake.untag_asset(live_tags[group % len(live_tags)], asset_id)
+                elif kind == "delete-tag" and live_tags:
+                    fake.delete_tag(live_tags[group % len(live_tags)])
+                elif kind == "album-add" and live_albums:
+                    fake.album_add(live_albums[group % len(live_albums)], [asset_id])
+                elif kind == "album-remove" and live_albums:
+                    fake.album_remove(live_albums[group % len(live_albums)], [asset_id])
+                elif kind == "delete-album" and live_albums:
+                    fake.delete_album(live_albums[group % len(live_albums)])
+                elif kind == "edit":
+                    fake.touch(asset_id, fake.now_text())
+            before = folder / f"before-{n}.json"
+            shutil.copyfile(path, before)
+            run(fake, path)
+            run(fake, before, full_membership=True)
+            assert membership(path) == membership(before)
+    finally:
+        fake.stop()
