@@ -36,8 +36,7 @@ from ..api import diff, file_metadata, load_cache
 from ..domain.diff import FIELDS
 from ..domain.match import Confidence, Status
 from ..errors import BadInput, ImmichSyncError
-from .files_cli import cache_path
-from .usage import UsageError, parse
+from .usage import arguments, cache_file
 
 PROG = "immich-cache-diff"
 
@@ -51,13 +50,9 @@ def _show(value: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = parse(__doc__ or "", argv, PROG, __version__, positional="TARGET")
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc} (see {PROG} --help)", file=sys.stderr)
-        return 2
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    args = arguments(__doc__ or "", argv, PROG, __version__, positional="TARGET")
+    if isinstance(args, int):
+        return args
     try:
         fields = tuple(args["--field"]) or FIELDS
         unknown = [f for f in fields if f not in FIELDS]
@@ -69,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 level = Confidence.from_label(args["--min-confidence"])
             except KeyError:
                 raise BadInput("--min-confidence takes low, medium, high or exact") from None
-        cache = load_cache(cache_path(args))
+        cache = load_cache(cache_file(args))
     except ImmichSyncError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.exit_code

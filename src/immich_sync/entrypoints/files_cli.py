@@ -22,7 +22,6 @@ Exit codes: 0 done; 2 bad arguments or cache file; 1 anything else (cache in use
 from __future__ import annotations
 
 import multiprocessing
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -35,9 +34,8 @@ from ..adapters.file_metadata import read_file_metadata, sidecar_of, stamp
 from ..adapters.json_repository import JsonCacheRepository
 from ..adapters.library_scan import default_readers
 from ..errors import BadInput, ImmichSyncError
-from ..services.extract import default_cache_path
 from ..services.files import chunks, run_files
-from .usage import UsageError, parse
+from .usage import arguments, cache_file
 
 PROG = "immich-cache-files"
 CHUNK = 200  # files per task of a reader process
@@ -60,27 +58,12 @@ def read_many(paths: list[str]) -> Iterator[dict[str, Any]]:
             yield from done
 
 
-def cache_path(args: dict[str, Any]) -> str:
-    if args["--cache"]:
-        return os.path.abspath(os.path.expanduser(args["--cache"]))
-    if not args["TARGET"]:
-        raise BadInput("give TARGET or --cache=FILE")
-    target = os.path.abspath(args["TARGET"])
-    if not os.path.isdir(target):
-        raise BadInput(f"TARGET {target} is not a folder")
-    return default_cache_path(target)
-
-
 def main(argv: list[str] | None = None) -> int:
+    args = arguments(__doc__ or "", argv, PROG, __version__, positional="TARGET")
+    if isinstance(args, int):
+        return args
     try:
-        args = parse(__doc__ or "", argv, PROG, __version__, positional="TARGET")
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc} (see {PROG} --help)", file=sys.stderr)
-        return 2
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    try:
-        path = cache_path(args)
+        path = cache_file(args)
         repo = JsonCacheRepository(path)
         if not repo.exists():
             raise BadInput(f"{path}: no cache file there (run immich-cache first)")

@@ -31,7 +31,6 @@ Exit codes: 0 done; 2 bad arguments, cache file or decision; 1 anything else (ca
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import sys
 import webbrowser
@@ -43,8 +42,7 @@ from ..adapters.immich_http import ImmichConnection
 from ..adapters.json_repository import JsonCacheRepository
 from ..errors import BadInput, ImmichSyncError
 from ..services import review
-from ..services.extract import default_cache_path
-from .usage import UsageError, parse
+from .usage import arguments, cache_file
 
 PROG = "immich-cache-review"
 log = logging.getLogger("immich_sync")
@@ -62,27 +60,12 @@ def _decisions(args: dict) -> list[review.Decision]:
     return decisions
 
 
-def _cache_path(args: dict) -> str:
-    if args["--cache"]:
-        return os.path.abspath(os.path.expanduser(args["--cache"]))
-    if not args["TARGET"]:
-        raise BadInput("give TARGET or --cache=FILE")
-    target = os.path.abspath(args["TARGET"])
-    if not os.path.isdir(target):
-        raise BadInput(f"TARGET {target} is not a folder")
-    return default_cache_path(target)
-
-
 def main(argv: list[str] | None = None) -> int:
+    args = arguments(__doc__ or "", argv, PROG, __version__, positional="TARGET")
+    if isinstance(args, int):
+        return args
     try:
-        args = parse(__doc__ or "", argv, PROG, __version__, positional="TARGET")
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc} (see {PROG} --help)", file=sys.stderr)
-        return 2
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    try:
-        path = _cache_path(args)
+        path = cache_file(args)
         repo = JsonCacheRepository(path)
         if not repo.exists():
             raise BadInput(f"{path}: no cache file there (run immich-cache first)")

@@ -3,6 +3,7 @@ can act on (`unknown option --bogus`, `TARGET is missing`), never docopt's inter
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from typing import Any
@@ -85,3 +86,30 @@ def parse(doc: str, argv: list[str] | None, prog: str, version: str, **check: An
         if not first or first.startswith("Usage") or "Option(" in first or "Argument(" in first:
             raise UsageError("bad arguments") from None
         raise UsageError(first) from None
+
+
+def arguments(doc: str, argv: list[str] | None, prog: str, version: str, **check: Any) -> dict[str, Any] | int:
+    """`parse`, or the exit code when there is nothing to run: 2 after a usage error (said in one
+    line), 0 after --help or --version."""
+    try:
+        return parse(doc, argv, prog, version, **check)
+    except UsageError as exc:
+        print(f"{prog}: error: {exc} (see {prog} --help)", file=sys.stderr)
+        return 2
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+def cache_file(args: dict[str, Any]) -> str:
+    """The cache a command works on: `--cache`, else TARGET's default cache. BadInput otherwise."""
+    from ..errors import BadInput
+    from ..services.extract import default_cache_path
+
+    if args["--cache"]:
+        return os.path.abspath(os.path.expanduser(args["--cache"]))
+    if not args["TARGET"]:
+        raise BadInput("give TARGET or --cache=FILE")
+    target = os.path.abspath(args["TARGET"])
+    if not os.path.isdir(target):
+        raise BadInput(f"TARGET {target} is not a folder")
+    return default_cache_path(target)
