@@ -149,3 +149,24 @@ def test_the_readmes_python_example_runs_as_written(library, monkeypatch, capsys
     printed = capsys.readouterr().out
     assert "'description': {'value': 'readme', 'source': 'exif'}" in printed
     assert "description None -> readme" in printed
+
+
+def test_output_cut_short_by_the_reader_ends_quietly(library):
+    """`immich-cache-diff --json | head -1`: the reader goes away, no traceback follows."""
+    _fake, tmp, env, _ids = library
+    assert files_cli(tmp, env, "Photos").returncode == 0
+    for module in ("diff_cli", "find_cli"):
+        args = ["Photos", "--json"] if module == "diff_cli" else ["--target=Photos", "--name=a.jpg"]
+        proc = subprocess.Popen(
+            [sys.executable, "-c", f"from immich_sync.entrypoints.{module} import run; run()", *args],
+            cwd=tmp,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # the reader is gone before the first line
+        err = proc.stderr.read()
+        proc.wait(30)
+        assert "Traceback" not in err and "BrokenPipe" not in err, (module, err)

@@ -36,7 +36,7 @@ from ..api import diff, file_metadata, load_cache
 from ..domain.diff import FIELDS
 from ..domain.match import Confidence, Status
 from ..errors import BadInput, ImmichSyncError
-from .usage import arguments, cache_file
+from .usage import arguments, cache_file, exit_with
 
 PROG = "immich-cache-diff"
 
@@ -98,4 +98,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    exit_with(main)

@@ -76,10 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{PROG}: interrupted; {path} is unchanged", file=sys.stderr)
         return 130
     if not args["--quiet"]:
+        unreadable = f", {result.warnings} with metadata that could not all be read (see the warnings above)"
         print(
             f"{PROG}: {result.found} found assets in {time.monotonic() - started:.1f} s: {result.read} files read, "
-            f"{result.kept} unchanged since last read, {result.missing} not there, "
-            f"{result.warnings} with unreadable metadata (see the warnings above)"
+            f"{result.kept} unchanged since last read, {result.missing} not there"
+            + (unreadable if result.warnings else "")
         )
         print(f"  {'saved to:' if result.saved else 'unchanged:'} {path}")
     return 0

@@ -47,6 +47,7 @@ from ..api import load_cache
 from ..domain.match import Confidence
 from ..errors import BadInput, ImmichSyncError
 from ..services.extract import default_cache_path
+from .usage import exit_with
 
 PROG = "immich-cache-find"
 
@@ -126,4 +127,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    exit_with(main)

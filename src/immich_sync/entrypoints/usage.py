@@ -113,3 +113,16 @@ def cache_file(args: dict[str, Any]) -> str:
     if not os.path.isdir(target):
         raise BadInput(f"TARGET {target} is not a folder")
     return default_cache_path(target)
+
+
+def exit_with(main: Any) -> None:
+    """`sys.exit(main())`, quietly when the reader of the output went away (`| head`): the rest of
+    the output is dropped instead of ending in a BrokenPipeError traceback."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's last flush is quiet too
+        code = 1
+    sys.exit(code)
