@@ -22,6 +22,7 @@ from typing import Any
 
 import piexif
 
+from ..domain import diff
 from ..domain.timestamps import format_instant
 from . import exif_reader, xmp
 
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 EXIF, XMP, SIDECAR, QUICKTIME, IPTC = "exif", "xmp", "sidecar", "quicktime", "iptc"
 _XMP_OVER_EXIF = frozenset({"rating", "latitude", "longitude"})
-FIELDS = ("dateTimeOriginal", "latitude", "longitude", "description", "rating", "tags", "people")
+FIELDS = diff.FIELDS  # the fields a file section holds are those the diff compares
 _XMP_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(Z|[+-]\d{2}:\d{2})?$")
 
 
@@ -242,14 +243,10 @@ def _jpeg_iptc_keywords(handle: Any) -> list[str]:
     handle.seek(0)
     if handle.read(2) != b"\xff\xd8":
         return []
-    while True:
-        marker = handle.read(4)
-        if len(marker) < 4 or marker[0] != 0xFF or marker[1] in (0xDA, 0xD9):
-            return []
-        length = struct.unpack(">H", marker[2:])[0]
-        body = handle.read(max(0, length - 2))
-        if marker[1] == 0xED and body.startswith(b"Photoshop 3.0\x00"):
+    for marker, body in exif_reader.jpeg_segments(handle):
+        if marker == 0xED and body.startswith(b"Photoshop 3.0\x00"):
             return _iptc_keywords(body[14:])
+    return []
 
 
 def _iptc_keywords(irb: bytes) -> list[str]:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from collections.abc import Callable
 from typing import BinaryIO
 from xml.etree.ElementTree import Element
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
+
+from .exif_reader import jpeg_segments
 
 MAX_PACKET = 4 << 20  # bigger than any real packet (Lightroom's are tens of KB)
 SCAN_LIMIT = 8 << 20  # how far into a file without a known XMP place a packet is looked for
@@ -64,17 +65,10 @@ def _scan(handle: BinaryIO) -> bytes | None:
 
 def _jpeg(handle: BinaryIO) -> bytes | None:
     """APP1 segments with the XMP signature (the standard packet; extended XMP is not merged)."""
-    handle.seek(2)
-    while True:
-        marker = handle.read(4)
-        if len(marker) < 4 or marker[0] != 0xFF:
-            return None
-        kind, length = marker[1], struct.unpack(">H", marker[2:])[0]
-        if kind in (0xDA, 0xD9):  # start of scan: no more metadata segments
-            return None
-        body = handle.read(max(0, length - 2))
-        if kind == 0xE1 and body.startswith(_XMP_JPEG):
+    for marker, body in jpeg_segments(handle):
+        if marker == 0xE1 and body.startswith(_XMP_JPEG):
             return body[len(_XMP_JPEG) :]
+    return None
 
 
 def _png(handle: BinaryIO) -> bytes | None:
@@ -212,10 +206,3 @@ def face_names(rdf: Element) -> list[str]:
 
 def _text(element: Element | None) -> str | None:
     return (element.text or "").strip() or None if element is not None else None
-
-
-def read_sidecar(path: str, read: Callable[[str], bytes]) -> Element:
-    data = read(path)
-    if len(data) > MAX_PACKET:
-        raise XmpError(f"sidecar of {len(data)} bytes, more than {MAX_PACKET}")
-    return parse(data)

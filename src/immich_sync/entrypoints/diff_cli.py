@@ -32,11 +32,11 @@ from typing import Any
 import orjson
 
 from .. import __version__
-from ..api import diff, file_metadata, load_cache
+from ..api import diff, file_metadata
 from ..domain.diff import FIELDS
 from ..domain.match import Confidence, Status
 from ..errors import BadInput, ImmichSyncError
-from .usage import arguments, cache_file, exit_with
+from .usage import arguments, existing_cache, exit_with
 
 PROG = "immich-cache-diff"
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 level = Confidence.from_label(args["--min-confidence"])
             except KeyError:
                 raise BadInput("--min-confidence takes low, medium, high or exact") from None
-        cache = load_cache(cache_file(args))
+        cache = existing_cache(args).load()
     except ImmichSyncError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -31,11 +31,10 @@ from typing import Any
 
 from .. import __version__
 from ..adapters.file_metadata import read_file_metadata, sidecar_of, stamp
-from ..adapters.json_repository import JsonCacheRepository
 from ..adapters.library_scan import default_readers
-from ..errors import BadInput, ImmichSyncError
+from ..errors import ImmichSyncError
 from ..services.files import chunks, run_files
-from .usage import arguments, cache_file
+from .usage import arguments, existing_cache
 
 PROG = "immich-cache-files"
 CHUNK = 200  # files per task of a reader process
@@ -63,10 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(args, int):
         return args
     try:
-        path = cache_file(args)
-        repo = JsonCacheRepository(path)
-        if not repo.exists():
-            raise BadInput(f"{path}: no cache file there (run immich-cache first)")
+        repo = existing_cache(args)
+        path = str(repo.path)
         started = time.monotonic()
         result = run_files(repo, now=lambda: datetime.now(UTC), read_many=read_many, stamp=stamp, sidecar_of=sidecar_of)
     except ImmichSyncError as exc:

@@ -42,7 +42,7 @@ from ..adapters.immich_http import ImmichConnection
 from ..adapters.json_repository import JsonCacheRepository
 from ..errors import BadInput, ImmichSyncError
 from ..services import review
-from .usage import arguments, cache_file
+from .usage import arguments, existing_cache
 
 PROG = "immich-cache-review"
 log = logging.getLogger("immich_sync")
@@ -65,10 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(args, int):
         return args
     try:
-        path = cache_file(args)
-        repo = JsonCacheRepository(path)
-        if not repo.exists():
-            raise BadInput(f"{path}: no cache file there (run immich-cache first)")
+        repo = existing_cache(args)
+        path = str(repo.path)
         decisions = _decisions(args)
         if decisions:
             from .review_web import _size_of, _user

@@ -115,6 +115,18 @@ def cache_file(args: dict[str, Any]) -> str:
     return default_cache_path(target)
 
 
+def existing_cache(args: dict[str, Any]) -> Any:
+    """The repository of `cache_file(args)`, or BadInput when there is no cache there yet."""
+    from ..adapters.json_repository import JsonCacheRepository
+    from ..errors import BadInput
+
+    path = cache_file(args)
+    repo = JsonCacheRepository(path)
+    if not repo.exists():
+        raise BadInput(f"{path}: no cache file there (run immich-cache first)")
+    return repo
+
+
 def exit_with(main: Any) -> None:
     """`sys.exit(main())`, quietly when the reader of the output went away (`| head`): the rest of
     the output is dropped instead of ending in a BrokenPipeError traceback."""
