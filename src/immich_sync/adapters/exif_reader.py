@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
@@ -208,9 +208,18 @@ def _jpeg_exif(data: bytes) -> bytes | None:
     return None
 
 
-def _chunk(handle: BinaryIO, pos: int, wanted: bytes, header: str, trailer: int, pad: bool) -> bytes | None:
-    """Walk a chunked file (RIFF, PNG) by seeking from `pos` to the chunk `wanted`; its data, or None.
-    `header` unpacks (kind, length) or (length, kind); `trailer` bytes (PNG's CRC) follow the data."""
+def chunk(
+    handle: BinaryIO,
+    pos: int,
+    wanted: bytes,
+    header: str,
+    trailer: int,
+    pad: bool,
+    accept: Callable[[bytes], bool] | None = None,
+) -> bytes | None:
+    """Walk a chunked file (RIFF, PNG) by seeking from `pos` to the chunk `wanted` (the first whose
+    data `accept` takes, when given); its data, or None. `header` unpacks (kind, length) or
+    (length, kind); `trailer` bytes (PNG's CRC) follow the data."""
     while True:
         handle.seek(pos)
         raw = handle.read(8)
@@ -219,7 +228,9 @@ def _chunk(handle: BinaryIO, pos: int, wanted: bytes, header: str, trailer: int,
         first, second = struct.unpack(header, raw)
         kind, length = (first, second) if isinstance(first, bytes) else (second, first)
         if kind == wanted:
-            return handle.read(min(length, MAX_TIFF_READ))
+            data = handle.read(min(length, MAX_TIFF_READ))
+            if accept is None or accept(data):
+                return data
         if kind == b"IEND":
             return None
         pos += 8 + length + trailer + (length & 1 if pad else 0)
@@ -227,13 +238,13 @@ def _chunk(handle: BinaryIO, pos: int, wanted: bytes, header: str, trailer: int,
 
 def _webp_exif(handle: BinaryIO) -> bytes | None:
     """WebP's EXIF chunk (it follows the image data; some writers keep an "Exif" header before the TIFF block)."""
-    data = _chunk(handle, 12, b"EXIF", "<4sI", trailer=0, pad=True)
+    data = chunk(handle, 12, b"EXIF", "<4sI", trailer=0, pad=True)
     return data[6:] if data and data[:6] == b"Exif\x00\x00" else data
 
 
 def _png_exif(head: bytes, handle: BinaryIO) -> bytes | None:
     """PNG 1.5's eXIf chunk (it may follow the image data)."""
-    return _chunk(handle, 8, b"eXIf", ">I4s", trailer=4, pad=False)
+    return chunk(handle, 8, b"eXIf", ">I4s", trailer=4, pad=False)
 
 
 def _boxes(handle: BinaryIO, start: int, end: int | None):

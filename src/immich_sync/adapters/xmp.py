@@ -13,11 +13,12 @@ from xml.etree.ElementTree import Element
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
 
-from .exif_reader import jpeg_segments
+from .exif_reader import chunk, jpeg_segments
 
 MAX_PACKET = 4 << 20  # bigger than any real packet (Lightroom's are tens of KB)
 SCAN_LIMIT = 8 << 20  # how far into a file without a known XMP place a packet is looked for
 _XMP_JPEG = b"http://ns.adobe.com/xap/1.0/\x00"
+_XMP_PNG = b"XML:com.adobe.xmp\x00"
 _XMP_UUID = bytes.fromhex("be7acfcb97a942e89c71999491e3afac")
 _PACKET = re.compile(rb"<x:xmpmeta[\s>].*?</x:xmpmeta>|<rdf:RDF[\s>].*?</rdf:RDF>", re.DOTALL)
 
@@ -72,36 +73,18 @@ def _jpeg(handle: BinaryIO) -> bytes | None:
 
 
 def _png(handle: BinaryIO) -> bytes | None:
-    handle.seek(8)
-    while True:
-        header = handle.read(8)
-        if len(header) < 8:
-            return None
-        length, kind = struct.unpack(">I4s", header)
-        if kind == b"IDAT" or kind == b"IEND":
-            body = None
-        else:
-            body = handle.read(length)
-        handle.seek(handle.tell() + (length if body is None else 0) + 4)
-        if kind == b"iTXt" and body and body.startswith(b"XML:com.adobe.xmp\x00"):
-            rest = body[len(b"XML:com.adobe.xmp\x00") :]
-            compressed = rest[:1] == b"\x01"
-            text = rest[2:].split(b"\x00", 2)[-1]  # language and translated keyword, then the text
-            return zlib.decompress(text) if compressed else text
-        if kind == b"IEND":
-            return None
+    """The iTXt chunk with Adobe's XMP keyword (its text zlib-compressed when flagged)."""
+    body = chunk(handle, 8, b"iTXt", ">I4s", trailer=4, pad=False, accept=lambda d: d.startswith(_XMP_PNG))
+    if body is None:
+        return None
+    rest = body[len(_XMP_PNG) :]
+    compressed = rest[:1] == b"\x01"
+    text = rest[2:].split(b"\x00", 2)[-1]  # language and translated keyword, then the text
+    return zlib.decompress(text) if compressed else text
 
 
 def _riff(handle: BinaryIO) -> bytes | None:
-    handle.seek(12)
-    while True:
-        header = handle.read(8)
-        if len(header) < 8:
-            return None
-        kind, length = struct.unpack("<4sI", header)
-        if kind == b"XMP ":
-            return handle.read(length)
-        handle.seek(handle.tell() + length + (length & 1))
+    return chunk(handle, 12, b"XMP ", "<4sI", trailer=0, pad=True)
 
 
 def _bmff(handle: BinaryIO, start: int, end: int) -> bytes | None:
