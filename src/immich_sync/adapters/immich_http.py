@@ -105,6 +105,7 @@ class ImmichConnection:
         page_size: int = plan.PAGE_SIZE,
         workers: int = MEMBERSHIP_WORKERS,
         pages_in_flight: int = PAGES_IN_FLIGHT,
+        timeline: bool = True,
     ) -> None:
         self._config = config
         self.include_partners = include_partners
@@ -119,6 +120,12 @@ class ImmichConnection:
         self._check_lock = threading.Lock()
         self._check_failed: ImmichError | None = None
         self._cancelled = threading.Event()
+        # large tags and albums read from the timeline where the server has it (False: searches only);
+        # set once the server refuses it (a key without timeline.read)
+        self._timeline_refused = threading.Event()
+        if not timeline:
+            self._timeline_refused.set()
+        self._album_sizes: dict[str, int] = {}  # album id -> assetCount, from the album list
         self.session = requests.Session()
         # a kept-alive connection for each request that can be in flight at once: the album and
         # the tag passes (`workers` each) beside the listing's pages, and one more
@@ -599,6 +606,7 @@ class ImmichConnection:
         listed = self._call("GET", "albums")
         names = {a["id"]: a.get("albumName", "") for a in listed}
         stamps = {a["id"]: (a.get("updatedAt"), int(a.get("assetCount") or 0)) for a in listed}
+        self._album_sizes = {album_id: count for album_id, (_, count) in stamps.items()}
         return Groups(names=names, members={}, stamps=stamps)
 
     def album_members(self, album_ids: Iterable[str]) -> dict[str, frozenset[str]]:
@@ -626,13 +634,104 @@ class ImmichConnection:
         if info.version < plan.V3:  # the album itself lists its assets before v3
             album = self._call("GET", f"albums/{album_id}", params={"withoutAssets": "false"})
             return frozenset(a["id"] for a in album.get("assets") or [])
+        if self._album_sizes.get(album_id, 0) > self.page_size:  # more than one search page
+            found = self._timeline_ids(info, {"albumId": album_id})
+            if found is not None:
+                return found
         return self._search_ids(info, album_id=album_id)
+
+    def _tag_members(self, info: ServerInfo, tag_id: str, below: frozenset[str] = frozenset()) -> frozenset[str]:
+        """A tag's assets (its descendants' too). A parent whose count is the number of assets its
+        descendants hold (`below`) holds nothing of its own, and is not read again: a tag search
+        selects its descendants' assets, so the same count means the same assets. Otherwise a tag
+        that fits one search page is searched; a larger one is read from the timeline where that
+        costs less (`plan.timeline_is_cheaper`)."""
+        if below and info.version >= plan.MIN_STATISTICS:
+            bodies = plan.statistics_bodies(info.version, tag_id=tag_id)
+            try:
+                total = sum(int(self._call("POST", "search/statistics", json=body).get("total", 0)) for body in bodies)
+            except (_HttpError, ValueError, TypeError, AttributeError):
+                total = -1
+            if total == len(below):
+                return below
+        if not self._timeline_usable(info):
+            return self._search_ids(info, tag_id=tag_id)
+        passes: list[dict[str, Any]] = []  # the searches after the first (one per visibility on v2)
+        if plan.uses_cursor(info.version):
+            body, token_key = plan.cursor_body(tag_id=tag_id), "cursor"
+        else:
+            body, *passes = plan.flat_passes(info.version, tag_id=tag_id)
+            token_key = "page"
+        first = self._fetch_page(body, token_key, None, with_exif=False)
+        if not first.get("nextPage") and not first.get("nextCursor"):
+            ids = {a["id"] for a in first["items"]}
+            for rest in passes:
+                ids.update(a["id"] for a in self._flat_pages(rest, with_exif=False))
+            return frozenset(ids)
+        found = self._timeline_ids(info, {"tagId": tag_id})
+        return found if found is not None else self._search_ids(info, tag_id=tag_id)
+
+    def _timeline_usable(self, info: ServerInfo) -> bool:
+        return plan.uses_timeline(info.version) and not self._timeline_refused.is_set()
+
+    def _timeline_ids(self, info: ServerInfo, group: dict[str, str]) -> frozenset[str] | None:
+        """A tag's or an album's assets read from the timeline, or None where a search must give them.
+
+        The timeline selects what a search does (server asset.repository.ts): not trashed, the
+        user's own assets (an album's whoever owns them), a tag with its descendants. It leaves
+        out hidden assets unless asked for them, so the counts per month are asked for each
+        visibility, and each month's timeline and archive assets come in one bucket (its column
+        arrays name each asset's visibility). A bucket comes from an inner join on the EXIF table,
+        so an asset whose metadata was never extracted is counted but not listed: every bucket is
+        checked against its counts, and any difference (that, or an edit meanwhile) means None."""
+        if not self._timeline_usable(info):
+            return None
+        try:
+            counts: dict[str, dict[str, int]] = {}
+            for kind in plan.VISIBILITIES:
+                listed = self._call("GET", "timeline/buckets", params={**group, "visibility": kind})
+                counts[kind] = {str(b["timeBucket"]): int(b["count"]) for b in listed if b.get("count")}
+            shown = sorted(set(counts["timeline"]) | set(counts["archive"]))
+            asks: list[tuple[str, str | None]] = [(month, None) for month in shown]
+            asks += [(month, "hidden") for month in sorted(counts["hidden"])]
+            total = sum(sum(per_month.values()) for per_month in counts.values())
+            passes = 1 if plan.uses_cursor(info.version) or info.version >= plan.V3 else len(plan.VISIBILITIES)
+            if not plan.timeline_is_cheaper(total, len(asks), passes, self.page_size):
+                return None
+            ids: set[str] = set()
+            for month, only in asks:
+                params = {**group, "timeBucket": month, **({"visibility": only} if only else {})}
+                columns = self._call("GET", "timeline/bucket", params=params)
+                got = columns.get("id") if isinstance(columns, dict) else None
+                kinds = columns.get("visibility") if isinstance(columns, dict) else None
+                if not isinstance(got, list) or not isinstance(kinds, list) or len(got) != len(kinds):
+                    log.info("the timeline answered %s without its id and visibility columns: searched instead", group)
+                    return None
+                wanted = (only,) if only else ("timeline", "archive")
+                if any(kinds.count(v) != counts[v].get(month, 0) for v in wanted) or len(got) != sum(
+                    counts[v].get(month, 0) for v in wanted
+                ):
+                    log.info(
+                        "the timeline's bucket %s of %s disagrees with its count (assets without metadata, or an "
+                        "edit meanwhile): searched instead",
+                        month,
+                        group,
+                    )
+                    return None
+                ids.update(got)
+            return frozenset(ids)
+        except (ApiKeyRejected, ServerTooNew, _HttpError) as exc:
+            if not self._timeline_refused.is_set():
+                self._timeline_refused.set()
+                log.info("the timeline is not open to this client (%s): tags and albums are searched", exc)
+            return None
 
     def tags(self) -> Groups:
         """Every tag (id -> full value path such as Travel/Paris) with the assets that carry it.
 
-        Search results carry no tags (#16273), so each tag costs one paged `tagIds` search; a tag
-        search also returns its descendants' assets, which are kept only on the most specific tag.
+        Search results carry no tags (#16273), so each tag costs a paged `tagIds` search, or for a
+        large tag its timeline buckets; either returns its descendants' assets too, which are kept
+        only on the most specific tag.
         """
         info = self.check()
         if info.version < plan.MIN_TAG_IDS:
@@ -640,7 +739,12 @@ class ImmichConnection:
             return Groups(names={}, members={})
         listed = self._call("GET", "tags")
         values = {t["id"]: t.get("value") or t.get("name") or "" for t in listed}
-        found = self._parallel(values, lambda tag_id: self._search_ids(info, tag_id=tag_id))
+        found: dict[str, frozenset[str]] = {}
+        for depth in sorted({value.count("/") for value in values.values()}, reverse=True):  # children first
+            level = [tag_id for tag_id, value in values.items() if value.count("/") == depth]
+            found.update(
+                self._parallel(level, lambda tag_id: self._tag_members(info, tag_id, _below(tag_id, values, found)))
+            )
         return Groups(names=values, members=most_specific_tags(values, found))
 
     def _search_ids(
@@ -664,6 +768,16 @@ class ImmichConnection:
 
 
 _END = object()  # no page follows
+
+
+def _below(tag_id: str, values: dict[str, str], found: dict[str, frozenset[str]]) -> frozenset[str]:
+    """The assets the tag's descendants (already read) hold."""
+    prefix = values[tag_id] + "/"
+    held: set[str] = set()
+    for other_id, other_value in values.items():
+        if other_value.startswith(prefix):
+            held |= found.get(other_id, frozenset())
+    return frozenset(held)
 
 
 def _fresh(

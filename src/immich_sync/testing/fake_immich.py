@@ -17,7 +17,12 @@ What real servers do that a client can get wrong, modelled here (FACTS.md, "More
   drop out of such a listing; the v3.2 filter shape, statistics and a listing without EXIF keep them;
 - v3.2+ answers the deprecated flat fields with a `Deprecation` header and records them in
   `deprecated_seen`; a 4.x server refuses them with a 400 naming the property;
-- `extra_keys` maps further API keys to other users (`GET /users/me`), as another account would.
+- `extra_keys` maps further API keys to other users (`GET /users/me`), as another account would;
+- the timeline (`GET /api/timeline/buckets` and `/bucket`, v2.x and v3.x, server
+  `asset.repository.ts` getTimeBuckets/getTimeBucket): the user's own assets (an album's whoever
+  owns them), not trashed, visibility timeline + archive unless one is asked for, a tag with its
+  descendants, one bucket per month of `localDateTime`; a bucket's columns come from an inner join
+  on the EXIF table, so an asset in `no_exif` is counted in the bucket list but missing from its bucket.
 """
 
 from __future__ import annotations
@@ -143,13 +148,15 @@ class FakeImmich:
         self.no_exif: set[str] = set()  # assets whose metadata was never extracted (no EXIF row)
         self.after_search: dict[int, Any] = {}  # k -> fn(fake), run after the k-th search page
         self.searches_served = 0
+        self.timeline_requests: list[dict[str, str]] = []  # the query of every timeline request
+        self.after_buckets: list[Any] = []  # fn(fake), each run after a bucket list is answered
         self.deprecated_seen: list[str] = []  # flat fields a v3.2+ client sent
         self.extra_keys: dict[str, str] = {}  # API key -> the user id it belongs to
         self.refused_properties: set[str] = set()  # 4.x: properties it answers with a 400
         self.search_without_items = False  # answer searches with an `assets` lacking `items`
         self._lock = threading.Lock()
         self._changes = 0
-        self._memo: dict[str, tuple[Any, list[dict[str, Any]]]] = {}
+        self._memo: dict[str, tuple[Any, Any]] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -562,6 +569,111 @@ class FakeImmich:
         matches = self._flat_matches({k: v for k, v in body.items() if k != "withDeleted"})  # ignored, as on v3.1
         return 200, {"total": len(matches or [])}
 
+    def timeline(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
+        with self._lock:
+            self.timeline_requests.append(dict(query))
+        if self.version < (2, 0, 0):  # v1.x wanted `size` and answered whole assets: not modelled
+            return self.error(400, ["size must be one of the following values: DAY, MONTH"])
+        for name in ("tagId", "albumId", "userId"):
+            if name in query and not UUID.match(query[name]):
+                return self.error(400, "Validation failed" if self.version >= (3, 0, 0) else [f"{name} must be a UUID"])
+        visibility = query.get("visibility")
+        if visibility == "locked":
+            return self.error(401, "Elevated permission is required", "Unauthorized")
+        if "albumId" in query and query["albumId"] not in self.albums:
+            return self.error(400, "Not found or no album.read access")
+        if "tagId" in query and query["tagId"] not in self.tags:
+            return self.error(400, "Not found or no tag.read access")
+        months = self._timeline_months({k: v for k, v in query.items() if k != "timeBucket"})
+        if path.endswith("/buckets"):
+            listed = [{"timeBucket": month, "count": len(months[month])} for month in sorted(months, reverse=True)]
+            with self._lock:
+                hook = self.after_buckets.pop(0) if self.after_buckets else None
+            if hook is not None:  # the library changes between a bucket list and its buckets
+                hook(self)
+                self.changed()
+            return 200, listed
+        if "timeBucket" not in query:
+            message = "Validation failed" if self.version >= (3, 0, 0) else ["timeBucket must be a string"]
+            return self.error(400, message)
+        rows = [raw for raw in months.get(query["timeBucket"][:10], []) if raw["id"] not in self.no_exif]
+        return 200, self._bucket_columns(rows)
+
+    def _timeline_months(self, query: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+        """The assets a timeline query selects, by month ("YYYY-MM-01"), newest first; memoised
+        per query while the data is unchanged."""
+        key = "timeline " + json.dumps(query, sort_keys=True)
+        with self._lock:
+            fingerprint = (len(self.assets), self._changes)
+            if self._memo.get(key, (None,))[0] == fingerprint:
+                return self._memo[key][1]
+        if "albumId" in query:
+            pool = [self.assets[i] for i in self.albums[query["albumId"]].asset_ids if i in self.assets]
+        else:
+            owner = query.get("userId") or self.user_id
+            pool = [a for a in self.assets.values() if a["ownerId"] == owner]
+        trashed = query.get("isTrashed") == "true"
+        pool = [a for a in pool if bool(a.get("isTrashed")) == trashed]
+        wanted = query.get("visibility")
+        pool = [
+            a
+            for a in pool
+            if (vis := a.get("visibility") or ("archive" if a.get("isArchived") else "timeline")) == wanted
+            or (wanted is None and vis in ("timeline", "archive"))
+        ]
+        if "tagId" in query:
+            tagged = self._tag_members(query["tagId"])
+            pool = [a for a in pool if a["id"] in tagged]
+        if "isFavorite" in query:
+            pool = [a for a in pool if bool(a.get("isFavorite")) == (query["isFavorite"] == "true")]
+        pool.sort(key=lambda a: (a.get("localDateTime") or "", a.get("fileCreatedAt") or ""), reverse=True)
+        months: dict[str, list[dict[str, Any]]] = {}
+        for raw in pool:
+            months.setdefault((raw.get("localDateTime") or "1970-01")[:7] + "-01", []).append(raw)
+        with self._lock:
+            self._memo[key] = (fingerprint, months)
+        return months
+
+    def _bucket_columns(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """A TimeBucketAssetResponseDto: one array per field (v3: `createdAt`, durations in ms)."""
+
+        def duration(raw: dict[str, Any]) -> Any:
+            text = raw.get("duration") or "0:00:00.00000"
+            if self.version < (3, 0, 0):
+                return text
+            if raw.get("type") == "IMAGE":
+                return None
+            hours, minutes, seconds = text.split(":")
+            return round((int(hours) * 3600 + int(minutes) * 60 + float(seconds)) * 1000)
+
+        def offset(raw: dict[str, Any]) -> float:
+            local, utc = raw.get("localDateTime"), raw.get("fileCreatedAt")
+            if not local or not utc:
+                return 0.0
+            return (_instant(local) - _instant(utc)).total_seconds() / 3600
+
+        exif = [raw.get("exifInfo") or {} for raw in rows]
+        columns: dict[str, Any] = {
+            "city": [e.get("city") for e in exif],
+            "country": [e.get("country") for e in exif],
+            "duration": [duration(raw) for raw in rows],
+            "fileCreatedAt": [raw.get("fileCreatedAt") for raw in rows],
+            "id": [raw["id"] for raw in rows],
+            "isFavorite": [bool(raw.get("isFavorite")) and raw["ownerId"] == self.user_id for raw in rows],
+            "isImage": [raw.get("type") == "IMAGE" for raw in rows],
+            "isTrashed": [bool(raw.get("isTrashed")) for raw in rows],
+            "livePhotoVideoId": [raw.get("livePhotoVideoId") for raw in rows],
+            "localOffsetHours": [offset(raw) for raw in rows],
+            "ownerId": [raw["ownerId"] for raw in rows],
+            "projectionType": [e.get("projectionType") for e in exif],
+            "ratio": [round((e.get("exifImageWidth") or 1) / (e.get("exifImageHeight") or 1), 3) for e in exif],
+            "thumbhash": [raw.get("thumbhash") for raw in rows],
+            "visibility": [raw.get("visibility") or "timeline" for raw in rows],
+        }
+        if self.version >= (3, 0, 0):
+            columns["createdAt"] = [raw.get("createdAt") for raw in rows]
+        return columns
+
     def album_body(self, album: FakeAlbum, with_assets: bool) -> dict[str, Any]:
         body = (
             dict(album.raw)
@@ -654,6 +766,8 @@ class FakeImmich:
             return 200, self.album_body(album, with_assets)
         if path == "/api/tags" and method == "GET":
             return 200, [self.tag_body(t) for t in self.tags.values()]
+        if path in ("/api/timeline/buckets", "/api/timeline/bucket") and method == "GET":
+            return self.timeline(path, {k: v[-1] for k, v in query.items()})
         if path == "/api/assets" and method == "PUT":
             return self.update_assets(body)
         if path.startswith("/api/assets/") and method == "PUT":
@@ -713,6 +827,8 @@ def _permission(method: str, path: str) -> str | None:
         return "album.read"
     if path.startswith("/api/tags"):
         return "tag.read"
+    if path.startswith("/api/timeline"):
+        return "timeline.read"
     if path.startswith("/api/users"):
         return "user.read"
     return None
