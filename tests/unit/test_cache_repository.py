@@ -327,6 +327,26 @@ def test_pack_keeps_the_first_nodes_as_dicts_and_holds_the_rest_as_bytes_saved_t
     same(packed_repo.load(), parsed)
 
 
+def test_a_packed_node_changed_beside_its_asset_is_saved_the_same_without_decoding_the_asset(tmp_path):
+    packed_repo = JsonCacheRepository(tmp_path / "packed.json", now=lambda: T0, keep_parsed=0)
+    parsed_repo = JsonCacheRepository(tmp_path / "parsed.json", now=lambda: T0, keep_parsed=10**6)
+    packed, parsed = sample_cache(), sample_cache()
+    for repo, cache in ((packed_repo, packed), (parsed_repo, parsed)):
+        for node in cache:
+            repo.pack(node)
+        ids = cache.ids()  # as a first run's membership, which arrives after the matching
+        cache.replace_albums({"big": "Everything"}, {"big": ids})
+        cache.replace_tags({"t": "People/Ann", "u": "Places"}, {"t": ids[::2], "u": ids[1:5]})
+        cache.set_match(ids[7], MatchResult.not_found(matched_at=T0))
+        cache.mark_gone(ids[8], T0)
+    assert all(node.stored is None and node.untouched_asset_source() is not None for node in packed)
+    packed_repo.save(packed)
+    parsed_repo.save(parsed)
+    assert (tmp_path / "packed.json").read_bytes() == (tmp_path / "parsed.json").read_bytes()
+    assert all(node.untouched_asset_source() is not None for node in packed)  # no asset was decoded
+    same(packed_repo.load(), parsed)
+
+
 def _old_layout(line: bytes) -> bytes:
     """A node line as the first release wrote it: asset first, no keys."""
     head, _, node = line.partition(b": ")

@@ -130,9 +130,7 @@ def write_cache(handle: BinaryIO, cache: ImmichCache, saved_at: datetime) -> Non
     handle.write(head[: -len(b"{}\n}")] + b"{\n")
     last = len(cache) - 1
     for n, node in enumerate(cache):
-        held = node.stored
-        stored = held.data if held is not None and held.data is not None else orjson.dumps(encode_node(node))
-        handle.write(b"    " + orjson.dumps(node.id) + b": " + stored + (b",\n" if n < last else b"\n"))
+        handle.write(b"    " + orjson.dumps(node.id) + b": " + node_bytes(node) + (b",\n" if n < last else b"\n"))
     handle.write(b"  }\n}")
 
 
@@ -159,7 +157,21 @@ def _album_entry(cache: ImmichCache, album_id: str, name: str) -> dict[str, Any]
     return {"albumName": name, "updatedAt": stamp[0], "assetCount": stamp[1]}
 
 
-def encode_node(node: CacheNode) -> dict[str, Any]:
+def node_bytes(node: CacheNode) -> bytes:
+    """A node's line as the file holds it. Unchanged: the bytes it was read or packed as. Changed
+    where the asset is not (its match, albums, tags or file section): the new head before the
+    asset's stored bytes, so that a first run may pack its nodes before the album and tag
+    membership arrives and still not encode each asset twice."""
+    held = node.stored
+    if held is not None and held.data is not None:
+        return held.data
+    kept = node.untouched_asset_source()
+    if isinstance(kept, StoredJson) and kept.data is not None and (cut := _asset_at(kept.data)) > 0:
+        return orjson.dumps(encode_node(node, with_asset=False))[:-1] + kept.data[cut:]
+    return orjson.dumps(encode_node(node))
+
+
+def encode_node(node: CacheNode, *, with_asset: bool = True) -> dict[str, Any]:
     """A node as the file holds it: `keys` first (the index keys, derived from the asset), the
     asset last, so that a reader parses only the few hundred bytes before it (`_node_head`)."""
     undecoded = node.undecoded_match()
@@ -173,7 +185,8 @@ def encode_node(node: CacheNode) -> dict[str, Any]:
     }
     if node.file is not None:  # before the asset: read with the node's head
         doc["file"] = node.file
-    doc["asset"] = node.asset_raw
+    if with_asset:
+        doc["asset"] = node.asset_raw
     return doc
 
 

@@ -121,6 +121,11 @@ class CacheNode:
         self._source, self._intact = stored, stored.data is not None
         self._asset_raw, self._asset = None, None
 
+    def untouched_asset_source(self) -> StoredNode | None:
+        """The stored form, while the asset it holds is still this node's asset (never decoded
+        nor replaced since), even if something else about the node changed."""
+        return self._source if self._asset_raw is None else None
+
     def changed(self) -> None:
         """Something differs from what the file holds: it must be encoded again when saved."""
         self._intact = False
