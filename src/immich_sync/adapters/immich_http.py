@@ -588,13 +588,14 @@ class ImmichConnection:
                 bodies = plan.statistics_bodies(
                     info.version, updated_after=after, updated_before=before, album_id=album_id
                 )
-                total: int | None = sum(
-                    int(self._call("POST", "search/statistics", json=body).get("total", 0)) for body in bodies
-                )
+                total: int | None = self._statistics_total(bodies)
             except (_HttpError, ValueError, TypeError, AttributeError):
                 total = None
             self._counts.setdefault(key, total)
             return total
+
+    def _statistics_total(self, bodies: Iterable[dict[str, Any]]) -> int:
+        return sum(int(self._call("POST", "search/statistics", json=body).get("total", 0)) for body in bodies)
 
     def albums(self) -> Groups:
         """Every album the user can see, with its member asset ids and its stamp."""
@@ -647,9 +648,8 @@ class ImmichConnection:
         that fits one search page is searched; a larger one is read from the timeline where that
         costs less (`plan.timeline_is_cheaper`)."""
         if below and info.version >= plan.MIN_STATISTICS:
-            bodies = plan.statistics_bodies(info.version, tag_id=tag_id)
             try:
-                total = sum(int(self._call("POST", "search/statistics", json=body).get("total", 0)) for body in bodies)
+                total = self._statistics_total(plan.statistics_bodies(info.version, tag_id=tag_id))
             except (_HttpError, ValueError, TypeError, AttributeError):
                 total = -1
             if total == len(below):
@@ -817,15 +817,7 @@ class _HttpError(ImmichError):
 
 def most_specific_tags(values: dict[str, str], found: dict[str, frozenset[str]]) -> dict[str, frozenset[str]]:
     """Drop an asset from a tag when a descendant tag (`Travel/Paris` under `Travel`) also lists it."""
-    result = {}
-    for tag_id, asset_ids in found.items():
-        prefix = values[tag_id] + "/"
-        below: set[str] = set()
-        for other_id, other_value in values.items():
-            if other_value.startswith(prefix):
-                below |= found.get(other_id, frozenset())
-        result[tag_id] = frozenset(asset_ids - below)
-    return result
+    return {tag_id: frozenset(asset_ids - _below(tag_id, values, found)) for tag_id, asset_ids in found.items()}
 
 
 def _within(updated_at: Any, after: datetime | None, before: datetime | None) -> bool:
