@@ -191,7 +191,7 @@ def main() -> None:
         # so each ratio is taken within one round and the medians are reported
         rounds = []
         for _ in range(args.repeat):
-            base = timed(
+            base, rss_base = timed_rss(
                 [sys.executable, "-c", BASELINE, fake.url, fake.api_key, root, os.path.join(work, "raw.json")],
                 env,
                 work,
@@ -203,13 +203,15 @@ def main() -> None:
             requests_before = len(fake.requests)
             second, rss_second = timed_rss(cmd, env, work)
             requests_second = len(fake.requests) - requests_before
-            rounds.append((base, first, second, rss_first, rss_second))
+            rounds.append((base, first, second, rss_first, rss_second, rss_base))
             print(
                 f"  round {len(rounds)}: baseline {base:.2f} s, first {first:.2f} s (x{first / base:.2f}), "
                 f"unchanged {second:.2f} s (x{second / first:.2f} of the first)",
                 flush=True,
             )
-        base, first, second, rss_first, rss_second = (statistics.median(r[i] for r in rounds) for i in range(5))
+        base, first, second, rss_first, rss_second, rss_base = (
+            statistics.median(r[i] for r in rounds) for i in range(6)
+        )
         first_ratio = statistics.median(r[1] / r[0] for r in rounds)
         second_ratio = statistics.median(r[2] / r[1] for r in rounds)
         size_mb = os.path.getsize(cache_path) / 1e6
@@ -219,8 +221,11 @@ def main() -> None:
             f"\nN = {args.n}, server v{args.version}, latency {args.latency * 1000:.0f} ms/request, "
             f"medians of {len(rounds)} rounds"
         )
-        print(f"  {'baseline (page + scandir + json.dump)':40s} {base:7.2f} s   x1.00")
-        print(f"  {'immich-cache first run':40s} {first:7.2f} s   x{first_ratio:.2f}   peak RSS {rss_first:.0f} MB")
+        print(f"  {'baseline (page + scandir + json.dump)':40s} {base:7.2f} s   x1.00   peak RSS {rss_base:.0f} MB")
+        print(
+            f"  {'immich-cache first run':40s} {first:7.2f} s   x{first_ratio:.2f}   peak RSS {rss_first:.0f} MB"
+            f" (x{rss_first / rss_base:.2f} of the baseline's)"
+        )
         second_label = "second run, nothing changed"
         print(f"  {second_label:40s} {second:7.2f} s   x{second / base:.2f}   peak RSS {rss_second:.0f} MB")
         print(f"  second / first                           x{second_ratio:.2f}")
