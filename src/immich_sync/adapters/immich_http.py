@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
@@ -695,7 +695,7 @@ class ImmichConnection:
             asks: list[tuple[str, str | None]] = [(month, None) for month in shown]
             asks += [(month, "hidden") for month in sorted(counts["hidden"])]
             total = sum(sum(per_month.values()) for per_month in counts.values())
-            passes = 1 if plan.uses_cursor(info.version) or info.version >= plan.V3 else len(plan.VISIBILITIES)
+            passes = 1 if plan.uses_cursor(info.version) else len(plan.flat_passes(info.version))
             if not plan.timeline_is_cheaper(total, len(asks), passes, self.page_size):
                 return None
             ids: set[str] = set()
@@ -708,9 +708,7 @@ class ImmichConnection:
                     log.info("the timeline answered %s without its id and visibility columns: searched instead", group)
                     return None
                 wanted = (only,) if only else ("timeline", "archive")
-                if any(kinds.count(v) != counts[v].get(month, 0) for v in wanted) or len(got) != sum(
-                    counts[v].get(month, 0) for v in wanted
-                ):
+                if Counter(kinds) != Counter({v: counts[v][month] for v in wanted if month in counts[v]}):
                     log.info(
                         "the timeline's bucket %s of %s disagrees with its count (assets without metadata, or an "
                         "edit meanwhile): searched instead",
