@@ -524,39 +524,56 @@ class _Decide:
     def _settle_claims(self, full: bool) -> None:
         """A file claimed by two live assets stays with the one whose evidence is strictly the
         strongest (`claim_rank`); the others are matched again without it. When the strongest are
-        equal, none keeps it: each is ambiguous, with the file as its candidate. Rounds until no
-        file is claimed twice, as an asset matched again may land on another claimed file; the
-        files an asset lost are never offered to it again, so the rounds end."""
+        equal, none keeps it: each is ambiguous, with the file as its candidate, until an asset
+        with stronger evidence takes the file in a later round (one matched again by its checksum,
+        say): then they lose it as the others did. Rounds until no file is claimed twice, as an
+        asset matched again may land on another claimed file; the files an asset lost are never
+        offered to it again, so the rounds end."""
         lost: dict[str, set[str]] = {}  # asset id -> the files it lost: never offered to it again
+        # file -> the assets that tied on it, with the rank they tied with
+        tied: dict[str, dict[str, tuple[int, int, int, int]]] = {}
         for _ in range(10):
-            claimed = self.cache.index.claimed_paths()
+            claimed = {path: list(ids) for path, ids in self.cache.index.claimed_paths().items()}
+            for path, ties in tied.items():
+                holders = [i for i in self.cache.index.ids_by_path(path) if i not in ties]
+                if holders:  # a file the tied assets share, taken since by another one
+                    claimed[path] = list(dict.fromkeys([*claimed.get(path, ()), *holders, *ties]))
             if not claimed:
                 return
             for path, ids in claimed.items():
+                ties = tied.get(path, {})
                 # live claimants only: a full run is about to mark the assets it did not see as gone
                 nodes = [
                     n
                     for n in map(self.cache.get, ids)
-                    if n is not None and n.gone_since is None and (not full or n.id in self.seen)
+                    if n is not None
+                    and n.match is not None
+                    and n.gone_since is None
+                    and (not full or n.id in self.seen)
+                    and (n.match.status == Status.FOUND or _still_tied(n.match, path, n.id in ties))
                 ]
                 if len(nodes) < 2:
                     continue
-                ranks = {n.id: claim_rank(n.match, n.asset) for n in nodes if n.match is not None}
+                ranks = {n.id: ties.get(n.id) or claim_rank(_match_of(n), n.asset) for n in nodes}
                 best = max(ranks.values())
-                leaders = [n for n in nodes if ranks.get(n.id) == best]
+                leaders = [n for n in nodes if ranks[n.id] == best]
                 for node in nodes:
                     match = node.match
                     assert match is not None
                     if (len(leaders) == 1 and node is leaders[0]) or match.pinned:
                         continue  # (two pins on one file: a person's decisions, both kept)
                     if node in leaders:
-                        tied = MatchResult.ambiguous((path,), f"{match.method}+shared", match.evidence, self.now())
+                        if node.id in ties:
+                            continue  # ambiguous on this file already
+                        tied.setdefault(path, {})[node.id] = ranks[node.id]
+                        shared = MatchResult.ambiguous((path,), f"{match.method}+shared", match.evidence, self.now())
                         self._rematch(
                             node,
-                            evolve(tied, provisional=match.provisional),
+                            evolve(shared, provisional=match.provisional),
                             f"its file is claimed as strongly by {len(leaders) - 1} other asset(s)",
                         )
                     else:
+                        ties.pop(node.id, None)
                         excluded = lost.setdefault(node.id, set())
                         excluded.add(path)
                         again = match_asset(
@@ -653,6 +670,16 @@ class _Decide:
 
 
 TAGS_BY_ASSET_LIMIT = 2000  # more changed assets than this: one full tag pass costs less than a request each
+
+
+def _match_of(node: CacheNode) -> MatchResult:
+    assert node.match is not None
+    return node.match
+
+
+def _still_tied(match: MatchResult, path: str, was_tied: bool) -> bool:
+    """An asset `_settle_claims` made ambiguous on this file, and left so since."""
+    return was_tied and match.status == Status.AMBIGUOUS and match.candidates == (path,)
 
 
 def refresh_membership(
