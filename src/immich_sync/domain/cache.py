@@ -317,12 +317,16 @@ class ImmichCache:
         for group_id, asset_ids in members.items():
             for asset_id in asset_ids:
                 per_asset.setdefault(asset_id, []).append(group_id)
+        none: tuple[str, ...] = ()
+        refresh = self.index.refresh_groups
         for node in self._nodes.values():
-            new = tuple(sorted(per_asset.get(node.id, ())))
-            if getattr(node, attribute) != new:
+            held = per_asset.get(node.id)
+            new = tuple(sorted(held)) if held else none
+            before = getattr(node, attribute)
+            if before != new:
                 setattr(node, attribute, new)
                 node.changed()
-                self.index.refresh(node)
+                refresh(node, attribute, before)
 
     def clear(self) -> None:
         """Forget every asset, album and tag (the target and server stay)."""

@@ -111,6 +111,22 @@ class CacheIndex:
                 _put(self._by_path, path, node.id)
             self._keys[node.id] = (keys[0], path, *keys[2:])
 
+    def refresh_groups(self, node: CacheNode, attribute: str, before: tuple[str, ...]) -> None:
+        """Only the node's tags or albums (`attribute`) changed from `before`: move those keys."""
+        keys = self._keys.get(node.id)
+        if keys is None:
+            self.add(node)
+            return
+        after: tuple[str, ...] = getattr(node, attribute)
+        slot, mapping = (3, self._by_tag) if attribute == "tags" else (4, self._by_album)
+        for group in before:
+            if group not in after:
+                _discard(mapping, group, node.id)
+        for group in after:
+            if group not in before:
+                _put(mapping, group, node.id)
+        self._keys[node.id] = (*keys[:slot], after, *keys[slot + 1 :])
+
     def clear(self) -> None:
         for mapping in (self._by_name, self._by_path, self._by_day, self._by_tag, self._by_album):
             mapping.clear()
