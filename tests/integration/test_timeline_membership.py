@@ -222,3 +222,23 @@ def test_a_parent_tag_holding_only_its_childrens_assets_is_counted_not_read(fake
     assert not any(people.id in str(t) for t in again)  # counted, then not searched
     assert any(places.id in str(t) for t in again)
     assert any(ann.id in str(t) for t in again) and any(bob.id in str(t) for t in again)
+
+
+@pytest.mark.parametrize("timeline_wins", [False, True])
+def test_a_tag_larger_than_the_probe_is_read_whole_either_way(fake_server, monkeypatch, timeline_wins):
+    """A tag's first search is a probe smaller than a page; a tag larger than it is then read from
+    the timeline or searched from its start with whole pages, and has the same members both ways."""
+    fake = fake_server((3, 1, 0))
+    ids = library(fake, n=40)
+    fake.add_tag("Many", ids)
+    monkeypatch.setattr(plan, "PROBE_SIZE", 4)
+    if timeline_wins:
+        monkeypatch.setattr(plan, "REQUEST_COST", 0.1)
+    before = len(fake.search_requests())
+    tags = connection(fake, page_size=1000).tags()
+    sizes = [body.get("size") for body in fake.search_requests()[before:]]
+    assert sizes == ([4] if timeline_wins else [4, 1000])
+    assert any("timeBucket" in r for r in fake.timeline_requests) == timeline_wins
+    searched = connection(fake, timeline=False, page_size=1000).tags()
+    assert tags.members == searched.members
+    assert len(next(iter(tags.members.values()))) == sum(1 for i in ids if not fake.assets[i]["isTrashed"])

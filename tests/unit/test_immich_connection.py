@@ -140,3 +140,29 @@ def test_config_errors_name_the_variable_and_the_file(tmp_path, monkeypatch, env
 def test_named_env_file_must_exist(tmp_path):
     with pytest.raises(BadInput, match="does not exist"):
         ImmichConfig.from_env(tmp_path / "missing.env", environ={})
+
+
+def test_the_environment_is_read_once_and_still_honoured(tmp_path, monkeypatch):
+    """requests would read the proxies, the CA bundle and ~/.netrc on every request; the connection
+    reads them once, with the same outcome, and IMMICH_CA_BUNDLE still wins over REQUESTS_CA_BUNDLE."""
+    from immich_sync.adapters.immich_http import ImmichConnection
+
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("not read here")
+    (tmp_path / ".netrc").write_text("machine photos.example login ann password s3cret\n")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NETRC", str(tmp_path / ".netrc"))
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "nas.lan")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    conn = ImmichConnection(ImmichConfig(url="https://photos.example", api_key="k"))
+    assert conn.session.trust_env is False
+    assert conn.session.proxies.get("https") == "http://proxy.example:3128"
+    assert conn.session.verify == str(bundle)
+    assert conn.session.auth == ("ann", "s3cret")
+    own = tmp_path / "own.pem"
+    own.write_text("not read here")
+    conn = ImmichConnection(ImmichConfig(url="https://nas.lan", api_key="k", ca_bundle=str(own)))
+    assert conn.session.proxies == {}  # NO_PROXY names it
+    assert conn.session.verify == str(own)
+    assert conn.session.auth is None

@@ -53,6 +53,9 @@ MIN_TIMELINE = (2, 0, 0)
 # ~1.3 ms of CPU beside what it carries, a search item ~7 us, an asset in a bucket under 1 us.
 REQUEST_COST = 150.0
 BUCKET_ITEM_COST = 0.25
+# A tag's first search page, before its size is known: most tags fit in it, and a larger one then
+# costs this many whole assets, not a page's, beside its timeline reads.
+PROBE_SIZE = 250
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 
 
