@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -343,3 +347,16 @@ def test_the_walk_in_a_reader_process_shares_its_count(tmp_path):
         index = library.scan(str(tmp_path))
         assert library.walked() == len(index) == WALK_COUNT_EVERY + 7
         assert library._walk_count is not None and library._walk_count.value == len(index)  # counted there
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the malloc arena limit is glibc's")
+def test_the_installed_command_limits_mallocs_arenas_unless_the_user_did():
+    """`immich-cache` (its `run`) asks glibc for two malloc arenas, which a process can only
+    tell by its RSS; a MALLOC_ARENA_MAX of the user's own is left alone."""
+    probe = "from immich_sync.entrypoints.usage import limit_malloc_arenas as f; print(f())"
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    asked = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert asked.stdout.strip() == "True"
+    env["MALLOC_ARENA_MAX"] = "8"
+    left = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert left.stdout.strip() == "False"

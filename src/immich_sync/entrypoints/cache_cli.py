@@ -74,7 +74,7 @@ from ..audit import AUDIT, close_logging, setup_logging
 from ..errors import BadInput, ImmichSyncError
 from ..services.extract import ExtractRequest, ExtractResult, album_by_name, default_cache_path, run_extract
 from .progress import for_stream
-from .usage import UsageError, parse
+from .usage import UsageError, limit_malloc_arenas, parse
 
 PROG = "immich-cache"
 log = logging.getLogger("immich_sync")
@@ -365,4 +365,5 @@ def _exit_now(code: int) -> None:
 
 
 def run() -> None:
+    limit_malloc_arenas()
     sys.exit(main(exit_when_done=True))
