@@ -744,12 +744,12 @@ class ImmichConnection:
         listed = self._call("GET", "tags")
         values = {t["id"]: t.get("value") or t.get("name") or "" for t in listed}
         found: dict[str, frozenset[str]] = {}
+        below: dict[str, frozenset[str]] = {}  # what each tag's descendants hold, read before it
         for depth in sorted({value.count("/") for value in values.values()}, reverse=True):  # children first
             level = [tag_id for tag_id, value in values.items() if value.count("/") == depth]
-            found.update(
-                self._parallel(level, lambda tag_id: self._tag_members(info, tag_id, _below(tag_id, values, found)))
-            )
-        return Groups(names=values, members=most_specific_tags(values, found))
+            below.update((tag_id, _below(tag_id, values, found)) for tag_id in level)
+            found.update(self._parallel(level, lambda tag_id: self._tag_members(info, tag_id, below[tag_id])))
+        return Groups(names=values, members=most_specific_tags(values, found, below))
 
     def _search_ids(
         self, info: ServerInfo, *, album_id: str | None = None, tag_id: str | None = None
@@ -832,9 +832,13 @@ class _HttpError(ImmichError):
         self.status = status
 
 
-def most_specific_tags(values: dict[str, str], found: dict[str, frozenset[str]]) -> dict[str, frozenset[str]]:
-    """Drop an asset from a tag when a descendant tag (`Travel/Paris` under `Travel`) also lists it."""
-    return {tag_id: frozenset(asset_ids - _below(tag_id, values, found)) for tag_id, asset_ids in found.items()}
+def most_specific_tags(
+    values: dict[str, str], found: dict[str, frozenset[str]], below: dict[str, frozenset[str]] | None = None
+) -> dict[str, frozenset[str]]:
+    """Drop an asset from a tag when a descendant tag (`Travel/Paris` under `Travel`) also lists it.
+    `below`: what each tag's descendants hold, when the caller has it already (`_below`)."""
+    held = below if below is not None else {tag_id: _below(tag_id, values, found) for tag_id in found}
+    return {tag_id: frozenset(asset_ids - held[tag_id]) for tag_id, asset_ids in found.items()}
 
 
 def _within(updated_at: Any, after: datetime | None, before: datetime | None) -> bool:
