@@ -106,6 +106,11 @@ class _QuietServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+def _visibility(raw: dict[str, Any]) -> str:
+    """An asset's visibility, from `isArchived` for assets recorded before visibility existed."""
+    return raw.get("visibility") or ("archive" if raw.get("isArchived") else "timeline")
+
+
 def _instant(value: str) -> datetime:
     moment = datetime.fromisoformat(value)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -372,7 +377,7 @@ class FakeImmich:
         )
 
     def _visibility_ok(self, raw: dict[str, Any], body: dict[str, Any]) -> bool:
-        vis = raw.get("visibility") or ("archive" if raw.get("isArchived") else "timeline")
+        vis = _visibility(raw)
         if vis == "locked":
             return False
         if self.version < (1, 133, 0):
@@ -616,10 +621,7 @@ class FakeImmich:
         pool = [a for a in pool if bool(a.get("isTrashed")) == trashed]
         wanted = query.get("visibility")
         pool = [
-            a
-            for a in pool
-            if (vis := a.get("visibility") or ("archive" if a.get("isArchived") else "timeline")) == wanted
-            or (wanted is None and vis in ("timeline", "archive"))
+            a for a in pool if (vis := _visibility(a)) == wanted or (wanted is None and vis in ("timeline", "archive"))
         ]
         if "tagId" in query:
             tagged = self._tag_members(query["tagId"])
@@ -668,7 +670,7 @@ class FakeImmich:
             "projectionType": [e.get("projectionType") for e in exif],
             "ratio": [round((e.get("exifImageWidth") or 1) / (e.get("exifImageHeight") or 1), 3) for e in exif],
             "thumbhash": [raw.get("thumbhash") for raw in rows],
-            "visibility": [raw.get("visibility") or "timeline" for raw in rows],
+            "visibility": [_visibility(raw) for raw in rows],
         }
         if self.version >= (3, 0, 0):
             columns["createdAt"] = [raw.get("createdAt") for raw in rows]
