@@ -6,6 +6,7 @@ import os
 import struct
 from datetime import datetime
 
+import piexif
 import pytest
 
 from conftest import SAMPLES
@@ -75,6 +76,37 @@ def test_capture_time_of_real_camera_files(name, expected):
     assert (None if got is None else got.local.replace(microsecond=got.local.microsecond)) == expected
 
 
+JPEGS = sorted((SAMPLES / "jpeg").glob("*.jpg"))
+
+
+@pytest.mark.parametrize("path", JPEGS, ids=[p.stem for p in JPEGS])
+def test_the_date_tags_are_what_piexif_reads_of_the_whole_ifd(path):
+    """`_date_tags` converts only the tags a date needs: for each, the same value as piexif's
+    `get_ifd_dict` gives (IFD0 and the Exif IFD of real cameras' files), and the capture time
+    equals the one piexif's public `load` gives."""
+    from piexif._load import _ExifReader
+
+    from immich_sync.adapters.exif_reader import _WANTED, _date_tags, _jpeg_exif, _parse_date
+
+    tiff = _jpeg_exif(path.read_bytes())
+    assert tiff is not None
+    reader = _ExifReader(b"Exif\x00\x00" + tiff)
+    reader.endian_mark = "<" if tiff[:2] == b"II" else ">"
+    ifd0_at = struct.unpack(reader.endian_mark + "L", tiff[4:8])[0]
+    whole0 = reader.get_ifd_dict(ifd0_at, "0th")
+    assert _date_tags(reader, ifd0_at, "0th", False) == {k: v for k, v in whole0.items() if k in _WANTED["0th"]}
+    exif_at = whole0[piexif.ImageIFD.ExifTag]
+    whole = reader.get_ifd_dict(exif_at, "Exif")
+    lean = _date_tags(reader, exif_at, "Exif", False)
+    assert lean == {k: v for k, v in whole.items() if k in _WANTED["Exif"]}
+    loaded = piexif.load(str(path))["Exif"]
+    stamp = loaded.get(piexif.ExifIFD.DateTimeOriginal) or loaded.get(piexif.ExifIFD.DateTimeDigitized)
+    got = read_capture_time(str(path))
+    # an editor's file carries no date; the Kodak's is "2005:08:13 09:47:2", not a date either
+    assert (got.local if got else None) == _parse_date(stamp)
+    assert (got is None) == (path.stem in ("PaintTool_sample", "Kodak_CX7530"))
+
+
 def test_heic_offset_is_read():
     assert read_capture_time(str(SAMPLES / "IMG_5195.HEIC")).offset_minutes == -300
 
@@ -82,32 +114,68 @@ def test_heic_offset_is_read():
 def test_reads_only_the_head_of_a_big_file(tmp_path, monkeypatch):
     path = write(tmp_path / "big.jpg", jpeg_bytes(TAKEN) + b"\x00" * (8 << 20))
     reads = []
-    real_open = open
+    real_read = os.read
+
+    def counting(fd, n):
+        data = real_read(fd, n)
+        reads.append(len(data))
+        return data
+
+    monkeypatch.setattr(os, "read", counting)
+    assert read_capture_time(path).local == TAKEN
+    assert reads and sum(reads) <= 128 * 1024
+
+
+def test_a_raw_file_is_read_past_its_head_only_for_the_date_tags(tmp_path, monkeypatch):
+    """A TIFF-based raw whose Exif IFD lies past the first 128 KiB is read further to reach it;
+    one whose date is in the head is not read further for values the date does not need (a strip
+    offset array far into the file)."""
+    order = "<"
+    date = b"2019:06:29 10:57:52\x00"
+
+    def tiff(exif_at: int, strips_at: int) -> bytes:
+        # IFD0 at 8: StripOffsets (LONG x 4, far away) and ExifTag; the Exif IFD holds DateTimeOriginal
+        ifd0 = struct.pack(order + "H", 2)
+        ifd0 += struct.pack(order + "HHLL", 0x0111, 4, 4, strips_at)
+        ifd0 += struct.pack(order + "HHLL", 0x8769, 4, 1, exif_at) + struct.pack(order + "L", 0)
+        exif = struct.pack(order + "H", 1) + struct.pack(order + "HHLL", 0x9003, 2, len(date), exif_at + 18)
+        exif += struct.pack(order + "L", 0) + date
+        body = bytearray(b"II*\x00" + struct.pack(order + "L", 8) + ifd0)
+        body += b"\x00" * (exif_at - len(body))
+        body += exif
+        body += b"\x00" * max(0, strips_at + 16 - len(body))
+        return bytes(body)
+
+    near = write(tmp_path / "near.dng", tiff(exif_at=64, strips_at=4 << 20))
+    far = write(tmp_path / "far.dng", tiff(exif_at=300 * 1024, strips_at=64))
+    reads: list[int] = []
+    real_fdopen = os.fdopen
 
     class Counting:
-        def __init__(self, f):
-            self.f = f
+        """The file object the reader seeks in, counting what is read through it."""
+
+        def __init__(self, handle):
+            self.handle = handle
+
+        def read(self, n=-1):
+            data = self.handle.read(n)
+            reads.append(len(data))
+            return data
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
 
         def __enter__(self):
             return self
 
-        def __exit__(self, *a):
-            self.f.close()
+        def __exit__(self, *exc):
+            self.handle.close()
 
-        def read(self, n=-1):
-            data = self.f.read(n)
-            reads.append(len(data))
-            return data
-
-        def seek(self, *a):
-            return self.f.seek(*a)
-
-        def fileno(self):
-            return self.f.fileno()
-
-    monkeypatch.setattr("builtins.open", lambda p, mode="r", *a, **k: Counting(real_open(p, mode, *a, **k)))
-    assert read_capture_time(path).local == TAKEN
-    assert sum(reads) <= 128 * 1024
+    monkeypatch.setattr(os, "fdopen", lambda *a, **k: Counting(real_fdopen(*a, **k)))
+    assert read_capture_time(near).local == datetime(2019, 6, 29, 10, 57, 52)
+    assert reads == []  # decided by the head
+    assert read_capture_time(far).local == datetime(2019, 6, 29, 10, 57, 52)
+    assert sum(reads) > 0  # read past the head to reach the Exif IFD
 
 
 def test_scan_skips_litter_sidecars_and_folders_named_like_photos(tmp_path):
