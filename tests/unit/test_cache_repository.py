@@ -309,31 +309,37 @@ def test_streamed_file_is_byte_for_byte_orjsons_indented_document():
     assert encode_cache_bytes(ImmichCache(), T0).endswith(b'"assets": {}\n}')
 
 
-def test_pack_keeps_the_first_nodes_as_dicts_and_holds_the_rest_as_bytes_saved_the_same(tmp_path):
-    packed_repo = JsonCacheRepository(tmp_path / "packed.json", now=lambda: T0, keep_parsed=3)
-    parsed_repo = JsonCacheRepository(tmp_path / "parsed.json", now=lambda: T0, keep_parsed=10**6)
+def test_a_packed_node_holds_its_asset_as_bytes_and_is_saved_as_one_never_packed(tmp_path):
+    repo = JsonCacheRepository(tmp_path / "packed.json", now=lambda: T0)
+    parsed_repo = JsonCacheRepository(tmp_path / "parsed.json", now=lambda: T0)
     packed, parsed = sample_cache(), sample_cache()
     raws = {node.id: json.loads(json.dumps(node.asset_raw)) for node in packed}
+    first = next(iter(packed))
+    assert first.asset.id == first.id  # a typed view, built before the packing, is dropped with the dict
     for node in packed:
-        packed_repo.pack(node)
-    for node in parsed:
-        parsed_repo.pack(node)
-    held = [node.stored is not None for node in packed]
-    assert held == [False] * 3 + [True] * (len(held) - 3) and not any(n.stored for n in parsed)
+        repo.pack(node)
+    assert all(node.untouched_asset_source() is not None for node in packed)  # the dict is dropped
+    assert not any(n.untouched_asset_source() for n in parsed)
+    assert all(node.stored is None for node in packed)  # never written back as the packed bytes
+    assert first._asset is None
+    repo.pack(first)  # packing again changes nothing
     assert {node.id: node.asset_raw for node in packed} == raws  # read back from the bytes
-    packed_repo.save(packed)
+    for node in packed:  # packing a node whose asset was read back again holds it as bytes again
+        repo.pack(node)
+    repo.save(packed)
     parsed_repo.save(parsed)
     assert (tmp_path / "packed.json").read_bytes() == (tmp_path / "parsed.json").read_bytes()
-    same(packed_repo.load(), parsed)
+    same(repo.load(), parsed)
 
 
 def test_a_packed_node_changed_beside_its_asset_is_saved_the_same_without_decoding_the_asset(tmp_path):
-    packed_repo = JsonCacheRepository(tmp_path / "packed.json", now=lambda: T0, keep_parsed=0)
-    parsed_repo = JsonCacheRepository(tmp_path / "parsed.json", now=lambda: T0, keep_parsed=10**6)
+    packed_repo = JsonCacheRepository(tmp_path / "packed.json", now=lambda: T0)
+    parsed_repo = JsonCacheRepository(tmp_path / "parsed.json", now=lambda: T0)
     packed, parsed = sample_cache(), sample_cache()
     for repo, cache in ((packed_repo, packed), (parsed_repo, parsed)):
         for node in cache:
-            repo.pack(node)
+            if cache is packed:
+                repo.pack(node)
         ids = cache.ids()  # as a first run's membership, which arrives after the matching
         cache.replace_albums({"big": "Everything"}, {"big": ids})
         cache.replace_tags({"t": "People/Ann", "u": "Places"}, {"t": ids[::2], "u": ids[1:5]})
