@@ -398,6 +398,40 @@ def test_nodes_load_from_their_keys_without_parsing_assets_and_old_layout_files_
     assert from_keys.get(original.ids()[4]).match.path == '/lib/x,"asset":{y.jpg'
 
 
+def test_a_loaded_node_keeps_a_summary_of_its_match_and_reads_the_match_again_from_its_bytes(tmp_path):
+    """A loaded node does not hold its parsed match (two dicts, a list and their strings): its
+    summary serves indexes and counts, and the match is read again from the node's bytes when it
+    is decoded or the node is encoded again, giving what the file holds."""
+    from immich_sync.adapters.json_repository import StoredJson
+
+    original = sample_cache()
+    ids = original.ids()
+    original.set_match(ids[3], MatchResult.not_found(matched_at=T0))
+    for n in (5, 6):
+        found = MatchResult.found(f"/lib/{n}.jpg", "filename", Confidence.HIGH, Evidence(name=True), matched_at=T0)
+        original.set_match(ids[n], found)
+    path = tmp_path / "cache.json"
+    save_cache(original, path)
+    loaded = load_cache(path)
+    for asset_id in ids:
+        node, before = loaded.get(asset_id), original.get(asset_id)
+        stored = node.stored
+        assert isinstance(stored, StoredJson) and stored._doc is None  # the parsed match is not kept
+        assert stored.match_summary() == before.match_summary()
+        assert node.found_path() == before.found_path()
+    assert loaded.get(ids[3]).stored.match_summary().status == "not_found"
+    summaries = [loaded.get(i).stored.match_summary() for i in ids if loaded.get(i).stored.match_summary()]
+    found = [m for m in summaries if m.status == "found" and m.method == "filename"]
+    assert len(found) >= 2 and found[0].method == found[1].method
+    assert found[0].method is found[1].method and found[0].status is found[1].status  # one text object each
+    loaded.replace_tags({"t": "People/Ann"}, {"t": ids[::3]})  # re-encoded with undecoded matches
+    save_cache(loaded, path)
+    again = load_cache(path)
+    for asset_id in ids:
+        assert again.get(asset_id).match == original.get(asset_id).match
+        assert again.get(asset_id).tags == (("t",) if asset_id in ids[::3] else ())
+
+
 def test_loading_and_saving_without_decoding_a_match_does_not_import_cattrs(tmp_path):
     """cattrs reads a stored match back into a MatchResult, on first use only: a run that decodes
     none (a first run, an unchanged run, a script's lookups) starts ~40 ms sooner."""

@@ -6,6 +6,7 @@ import functools
 import gc
 import io
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -200,13 +201,29 @@ def _decode_stored(doc: Mapping[str, Any]) -> MatchResult:
 
 
 class StoredJson:
-    """A node as the file holds it (the domain's `StoredNode`): its bytes in the file, and its
-    match as parsed from them, checked but not decoded (`_checked_match`)."""
+    """A node as the file holds it (the domain's `StoredNode`): its bytes in the file, and what
+    indexes and counts need of its match (`MatchSummary`), read from the match as parsed and
+    checked (`_checked_match`) but not decoded.
 
-    __slots__ = ("data", "match_doc")
+    With the bytes, the parsed match is not kept: it is read again from them when asked (a few
+    microseconds, for the nodes a run matches again or re-encodes). Its two dicts, list and
+    strings were ~1 KB a node, a tenth of a loaded 100,000-asset cache; the summary's texts
+    (status, method, confidence) are shared between nodes."""
+
+    __slots__ = ("_doc", "_summary", "data")
 
     def __init__(self, data: bytes | None, match_doc: dict[str, Any] | None) -> None:
-        self.data, self.match_doc = data, match_doc
+        self.data = data
+        self._summary = None if match_doc is None else _summary_of(match_doc)
+        self._doc = match_doc if data is None else None
+
+    @property
+    def match_doc(self) -> dict[str, Any] | None:
+        """The stored match as the file holds it (None: no match)."""
+        if self._doc is not None or self._summary is None:
+            return self._doc
+        assert self.data is not None
+        return _node_head(self.data)["match"]
 
     def asset(self) -> dict[str, Any]:
         if self.data is None:
@@ -214,26 +231,28 @@ class StoredJson:
         return _asset_of(self.data)
 
     def match(self) -> MatchResult | None:
-        return None if self.match_doc is None else _decode_stored(self.match_doc)
+        doc = self.match_doc
+        return None if doc is None else _decode_stored(doc)
 
     def match_summary(self) -> MatchSummary | None:
-        doc = self.match_doc
-        if doc is None:
-            return None
-        return MatchSummary(
-            doc["status"],
-            doc.get("path"),
-            doc.get("method", ""),
-            doc.get("confidence", "none"),
-            doc.get("fileSize"),
-            len(doc.get("candidates") or ()),
-            doc.get("provisional") is True,
-            doc.get("pinned") is True,
-        )
+        return self._summary
 
     def found_path(self) -> str | None:
-        doc = self.match_doc
-        return doc.get("path") if doc is not None and doc.get("status") == "found" else None
+        summary = self._summary
+        return summary.path if summary is not None and summary.status == "found" else None
+
+
+def _summary_of(doc: dict[str, Any]) -> MatchSummary:
+    return MatchSummary(  # the few texts of status, method and confidence: one object each
+        sys.intern(doc["status"]),
+        doc.get("path"),
+        sys.intern(doc.get("method", "")),
+        sys.intern(doc.get("confidence", "none")),
+        doc.get("fileSize"),
+        len(doc.get("candidates") or ()),
+        doc.get("provisional") is True,
+        doc.get("pinned") is True,
+    )
 
 
 _STATUSES = frozenset(s.value for s in Status)
