@@ -203,6 +203,15 @@ def _terminate_readers(pool: ProcessPoolExecutor) -> None:
         process.terminate()
 
 
+def _await_pool_thread(thread: object, timeout: float = 10.0) -> None:
+    """Let a reader pool's own thread finish closing its pipes (its readers are terminated: it
+    ends at once). Python 3.11's exit hook wakes each pool's thread through one of those pipes
+    without the pool's lock: a command that failed while that thread was still closing it
+    printed an EBADF traceback under its one-line error (seen in CI)."""
+    if isinstance(thread, threading.Thread) and thread is not threading.current_thread():
+        thread.join(timeout)
+
+
 def _walk_here(root: str, count: Callable[[int], None] = lambda n: None) -> LibraryIndex:
     unreadable: list[str] = []  # filled by the walk, which from_files runs before reading it
     return LibraryIndex.from_files(root, counted(scan_files(root, unreadable), count), unreadable)
@@ -252,9 +261,12 @@ class LocalLibrary:
             self._closed = True
             pool, self._pool = self._pool, None
         if pool is not None:
+            thread = getattr(pool, "_executor_manager_thread", None)  # (shutdown forgets it)
             if not wait:
                 _terminate_readers(pool)
             pool.shutdown(wait=wait, cancel_futures=True)
+            if not wait:
+                _await_pool_thread(thread)
         self._pending.clear()
         self._tasks.clear()
 
