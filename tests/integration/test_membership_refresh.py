@@ -5,6 +5,7 @@ run with --full-membership writes the same cache."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from datetime import UTC, datetime
 
@@ -119,11 +120,11 @@ def test_an_unconfirmed_server_version_keeps_the_full_passes(tmp_path):
 
 EDITS = st.lists(
     st.tuples(
-        st.sampled_from(["tag", "untag", "delete-tag", "album-add", "album-remove", "delete-album", "edit"]),
+        st.sampled_from(["tag", "untag", "delete-tag", "album-add", "album-remove", "delete-album", "edit", "trash"]),
         st.integers(0, 11),
         st.integers(0, 2),
     ),
-    min_size=1,
+    min_size=0,  # a round without edits: nothing moved, the cache's membership is kept as it is
     max_size=6,
 )
 
@@ -158,10 +159,36 @@ def test_any_edit_sequence_gives_the_cache_full_passes_give(tmp_path_factory, ro
                     fake.delete_album(live_albums[group % len(live_albums)])
                 elif kind == "edit":
                     fake.touch(asset_id, fake.now_text())
+                elif kind == "trash" and not fake.assets[asset_id].get("isTrashed"):
+                    fake.trash(asset_id, fake.now_text())
             before = folder / f"before-{n}.json"
             shutil.copyfile(path, before)
             run(fake, path)
             run(fake, before, full_membership=True)
             assert membership(path) == membership(before)
+    finally:
+        fake.stop()
+
+
+def test_a_rerun_where_nothing_moved_reads_no_membership_and_keeps_it(tmp_path, caplog):
+    """Nothing moved since the last run: no album is read again, no asset is asked for its tags,
+    the memberships are not rebuilt, and the cache's membership is the one it held; then one
+    album edit is read again."""
+    caplog.set_level(logging.INFO, logger="immich_sync")
+    fake, ids, _tags, albums = world()
+    try:
+        path = tmp_path / "cache.json"
+        run(fake, path)
+        held = membership(path)
+        start = len(fake.requests)
+        result, _ = run(fake, path)
+        asked = [p for _m, p, _b in fake.requests[start:] if p.startswith(("/api/albums/", "/api/assets/"))]
+        assert asked == [] and not any(b.get("tagIds") or b.get("albumIds") for b in searches(fake, start))
+        assert membership(path) == held and not result.saved and (result.albums, result.tags) == (2, 3)
+        assert "albums: none of 2 moved" in caplog.text and "tags: none of 3 moved" in caplog.text
+        fake.album_add(albums["home"], [ids[0]])
+        run(fake, path)
+        nodes, _albums, _tags = membership(path)
+        assert albums["home"] in nodes[ids[0]][0] and albums["trip"] in nodes[ids[0]][0]
     finally:
         fake.stop()

@@ -700,20 +700,29 @@ def refresh_membership(
     seen: set[str],
     changed: set[str],
     source: ImmichSource,
-) -> tuple[Groups, Groups]:
+) -> tuple[Groups | None, Groups | None]:
     """Album and tag membership from what moved since the cache was saved, the same as full passes
     would give (FACTS.md, confirmed on v3.1.0): tagging or untagging an asset moves its updatedAt
     (so only added and updated assets are asked for their tags, and those that had a deleted tag);
     adding or removing album assets moves the album's stamp (so only those albums are read again).
     Where that is not known of the server, or the cache has no stamps yet, or a tag was renamed or
-    moved, or too many assets changed, the full passes are read instead."""
+    moved, or too many assets changed, the full passes are read instead.
+
+    None for the albums or the tags: nothing about them moved (the same albums or tags, no stamp
+    moved, no asset asked for its tags, every cached asset listed): the cache holds them as they
+    are, and a run that changed nothing does not rebuild 100,000s of memberships to find so."""
     if not source.stamps_are_exact():
         log.info("full album and tag passes: this Immich version is not known to move updatedAt on every edit")
         return source.albums(), source.tags()
     live = [n for n in cache if n.id in seen]
+    every_listed = len(live) == len(cache)
+    albums: Groups | None
     if any(a not in cache.album_stamps for a in cache.albums):
         log.info("full album pass: the cache has no album stamps yet")
         albums = source.albums()
+    elif every_listed and dict(stamped.names) == cache.albums and dict(stamped.stamps) == cache.album_stamps:
+        log.info("albums: none of %d moved", len(stamped.names))
+        albums = None
     else:
         moved = [a for a, stamp in stamped.stamps.items() if cache.album_stamps.get(a) != stamp]
         fetched = source.album_members(moved)
@@ -731,6 +740,9 @@ def refresh_membership(
     if renamed or len(ask) > TAGS_BY_ASSET_LIMIT:
         log.info("full tag pass: %s", "a tag was renamed or moved" if renamed else f"{len(ask)} assets changed")
         return albums, source.tags()
+    if every_listed and not ask and dict(values) == cache.tags:
+        log.info("tags: none of %d moved, no asset to ask for its tags", len(values))
+        return albums, None
     direct = dict(source.asset_tags(sorted(ask)))
     per_tag: dict[str, set[str]] = {t: set() for t in values}
     for node in live:
@@ -750,18 +762,21 @@ def most_specific(tag_ids: Iterable[str], values: Mapping[str, str]) -> tuple[st
 
 def _apply(
     cache: ImmichCache,
-    albums: Groups,
-    tags: Groups,
+    albums: Groups | None,
+    tags: Groups | None,
     seen: set[str],
     request: ExtractRequest,
     now: Callable[[], datetime],
     result: ExtractResult,
 ) -> None:
-    """Membership (refreshed on every run: album and tag edits do not move an asset's updatedAt),
-    gone marks (a full run only), and the files claimed by two assets."""
-    cache.replace_albums(albums.names, albums.members, albums.stamps)
-    cache.replace_tags(tags.names, tags.members)
-    result.albums, result.tags = len(albums.names), len(tags.names)
+    """Membership (refreshed on every run: album and tag edits do not move an asset's updatedAt;
+    None: as the cache holds it, see `refresh_membership`), gone marks (a full run only), and the
+    files claimed by two assets."""
+    if albums is not None:
+        cache.replace_albums(albums.names, albums.members, albums.stamps)
+    if tags is not None:
+        cache.replace_tags(tags.names, tags.members)
+    result.albums, result.tags = len(cache.albums), len(cache.tags)
     if request.is_full:
         moment = now()
         for asset_id in cache.ids():
