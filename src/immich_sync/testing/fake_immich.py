@@ -631,12 +631,12 @@ class FakeImmich:
             else:
                 # from the tag's members, as the server's index on tag_asset does, not the whole library
                 owner = query.get("userId") or self.user_id
-                pool = (
+                candidates = (
                     (self.assets[i] for i in self._tag_members(query["tagId"]) if i in self.assets)
                     if "tagId" in query
                     else self.assets.values()
                 )
-                selected = [a for a in pool if a["ownerId"] == owner]
+                selected = [a for a in candidates if a["ownerId"] == owner]
             trashed = query.get("isTrashed") == "true"
             selected = [a for a in selected if bool(a.get("isTrashed")) == trashed]
             if "isFavorite" in query:
