@@ -85,6 +85,30 @@ def test_old_logs_are_pruned_to_the_newest_ones_and_nothing_else_is_touched(tmp_
     assert prune_logs(str(tmp_path), "immich-cache", keep=0) == []  # 0 keeps every one
 
 
+def test_the_log_gathers_audit_lines_but_writes_warnings_and_old_lines_out_at_once(tmp_path, monkeypatch):
+    """AUDIT lines wait in a large buffer (a write of a small one gives the GIL away ~1,800 times
+    a run), a warning is on disk at once, and a killed run's log lacks at most LOG_FLUSH_SECONDS."""
+    import logging
+    from pathlib import Path
+
+    from immich_sync import audit
+
+    path, write = audit.setup_logging(False, True, str(tmp_path), keep=0)
+    try:
+        line = audit.audit_line("id", "IMG_0001.JPG", None, "added")
+        for _ in range(2000):  # ~200 KB: the default 8 KiB buffer would have written most of it
+            write(line)
+        assert os.path.getsize(path) == 0
+        logging.getLogger("immich_sync.test").warning("a warning")
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        assert len(lines) == 2001 and json.loads(lines[-1])["message"] == "a warning"
+        monkeypatch.setattr(audit, "LOG_FLUSH_SECONDS", -1.0)  # as if the last write out were old
+        write(line)
+        assert len(Path(path).read_text(encoding="utf-8").splitlines()) == 2002
+    finally:
+        audit.close_logging()
+
+
 def test_an_audit_line_escapes_what_json_needs_and_keeps_unicode():
     from immich_sync.audit import audit_line
     from immich_sync.domain.match import MatchSummary
