@@ -152,6 +152,98 @@ def test_versions_list_the_same_assets_without_exif(fake_server, version):
     assert fake.search_requests() and not any(b.get("withExif") for b in fake.search_requests())
 
 
+# --- a large listing of versions runs in a process of its own (VERSIONS_IN_PROCESS)
+@pytest.mark.parametrize("version", [(2, 7, 5), (3, 1, 0), (3, 2, 0)], ids=lambda v: "v" + ".".join(map(str, v)))
+def test_versions_listed_in_a_process_of_their_own_are_the_same_in_the_same_order(fake_server, version):
+    import multiprocessing
+
+    fake = fake_server(version, cursor_includes_trash=version >= (3, 2, 0))
+    populate(fake)
+    # one page in flight: the number of pages guessed ahead is the same in both
+    here = connect(fake, page_size=3, pages_in_flight=1, versions_in_process=None)
+    there = connect(fake, page_size=3, pages_in_flight=1, versions_in_process=1)
+    assert here.count_assets() == there.count_assets()  # the listing's own count, asked beforehand by both
+    listed_here = list(here.iter_versions())
+    assert not multiprocessing.active_children()
+    listing = there.iter_versions()
+    first = next(listing)
+    assert [p.name for p in multiprocessing.active_children()] == ["immich-versions"]
+    assert [first, *listing] == listed_here and len(listed_here) > 3  # more than one page
+    assert not multiprocessing.active_children()  # ended with the listing
+    assert there.requests_made == here.requests_made  # the process's requests counted, none more
+
+
+def test_where_no_process_can_start_the_versions_are_listed_here(fake_server, monkeypatch, caplog):
+    import multiprocessing.context
+
+    def refused(self):
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(multiprocessing.context.SpawnProcess, "start", refused)
+    fake = fake_server((3, 1, 0))
+    populate(fake)
+    listed = list(connect(fake, page_size=3, versions_in_process=1).iter_versions())
+    assert len(listed) == len(list(connect(fake, page_size=3, versions_in_process=None).iter_versions())) > 3
+    assert "listing the assets in this process (cannot start a process for it" in caplog.text
+
+
+def test_a_listing_in_its_own_process_logs_here_and_catches_up_as_one_here_does(fake_server, caplog):
+    fake = fake_server((3, 1, 0))
+    ids = [
+        fake.add_asset(make_asset(owner_id=fake.user_id, name=f"a{i:02d}.jpg", taken=TAKEN, size=i, checksum="c"))["id"]
+        for i in range(40)
+    ]
+    order = sorted(ids, key=lambda i: (fake.assets[i]["fileCreatedAt"], i), reverse=True)
+
+    def trash_three(f):  # listed already: the pages after them move back three places
+        for asset_id in order[:3]:
+            f.trash(asset_id)
+
+    fake.after_search[2] = trash_three
+    with caplog.at_level(logging.INFO, logger="immich_sync"):
+        listed = [v[0] for v in connect(fake, page_size=10, pages_in_flight=1, versions_in_process=1).iter_versions()]
+    assert len(listed) == len(set(listed)) and set(order[3:]) <= set(listed)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("catch up" in r.getMessage() for r in warnings), caplog.text
+    assert all(r.name == "immich_sync.adapters.immich_http" for r in warnings)
+
+
+def test_a_listing_in_its_own_process_fails_here_and_leaves_no_process(fake_server):
+    import multiprocessing
+
+    fake = fake_server((3, 1, 0))
+    populate(fake)
+    conn = connect(fake, retry=fast_retry(total=2), versions_in_process=1)
+    conn.check()
+    fake.faults.append(Fault("status", "/api/search/metadata", count=100, status=503))
+    with pytest.raises(ImmichError) as raised:
+        list(conn.iter_versions())
+    assert "search/metadata" in str(raised.value) and "503" in str(raised.value)
+    assert fake.api_key not in str(raised.value)
+    assert not multiprocessing.active_children()
+
+
+@pytest.mark.parametrize("how", ["cancel", "leave"])
+def test_a_listing_in_its_own_process_stops_when_cancelled_or_left(fake_server, how):
+    import multiprocessing
+
+    fake = fake_server((3, 1, 0))
+    populate(fake, n=30)
+    conn = connect(fake, page_size=3, pages_in_flight=1, versions_in_process=1)
+    conn.versions_batch = 3  # a page a message: the process has more to send
+    listing = conn.iter_versions()
+    next(listing)
+    fake.latency = 0.2  # the rest comes slowly: the process is still at work
+    assert multiprocessing.active_children()
+    if how == "cancel":
+        conn.cancel()
+        with pytest.raises(ImmichError, match="cancelled"):
+            list(listing)
+    else:
+        listing.close()
+    assert not multiprocessing.active_children()
+
+
 @pytest.mark.parametrize("in_flight", [1, 2])
 def test_listing_asks_for_the_next_page_before_reading_this_one(fake_server, in_flight):
     fake = fake_server((3, 1, 0))

@@ -39,8 +39,10 @@ def world(n: int = 12):
     return fake, ids, {"travel": travel.id, "paris": paris.id, "family": family.id}, {"trip": trip.id, "home": home.id}
 
 
-def run(fake, path, **request):
-    connection = ImmichConnection(ImmichConfig(url=fake.url, api_key=fake.api_key))
+def run(fake, path, *, versions_in_process=None, **request):
+    connection = ImmichConnection(
+        ImmichConfig(url=fake.url, api_key=fake.api_key), versions_in_process=versions_in_process
+    )
     try:
         return run_extract(
             ExtractRequest(target="/lib", **request),
@@ -100,6 +102,27 @@ def test_each_refresh_rule_reads_only_what_moved_and_gives_what_full_passes_give
         assert nodes[ids[2]][1] == (tags["travel"],)  # the deleted child's asset is under its own Travel
         assert nodes[ids[0]][1] == tuple(sorted([tags["travel"], tags["family"]]))
         assert albums["trip"] in nodes[ids[0]][0] and albums["trip"] not in nodes[ids[1]][0]
+    finally:
+        fake.stop()
+
+
+def test_a_rerun_whose_versions_are_listed_in_a_process_of_their_own_writes_the_same_cache(tmp_path):
+    """A large listing of versions runs in a spawned process (VERSIONS_IN_PROCESS): forced here on a
+    small library, a re-run after edits decides and writes what a re-run listing them here does."""
+    fake, ids, tags, _albums = world()
+    try:
+        here, there = tmp_path / "here.json", tmp_path / "there.json"
+        run(fake, here)
+        shutil.copyfile(here, there)
+        fake.tag_asset(tags["family"], ids[0])  # moves its updatedAt: fetched whole again
+        fake.trash(ids[4])
+        fake.add_asset(make_asset(owner_id=fake.user_id, name="IMG_new.JPG", taken=TAKEN, size=7, checksum="n"))
+        done_here, _ = run(fake, here)
+        done_there, _ = run(fake, there, versions_in_process=1)
+        assert (done_here.added, done_here.updated, done_here.gone) == (1, 1, 1)
+        assert done_there.summary() | {"durationSeconds": 0} == done_here.summary() | {"durationSeconds": 0}
+        docs = [json.loads(p.read_text()) for p in (here, there)]
+        assert docs[0]["assets"] == docs[1]["assets"] and docs[0]["tags"] == docs[1]["tags"]
     finally:
         fake.stop()
 

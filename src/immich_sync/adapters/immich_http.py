@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import pickle
+import signal
 import threading
+import time
 import warnings
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
@@ -36,6 +40,13 @@ MEMBERSHIP_WORKERS = 4
 # queue on a server whose own work per page is then the limit, and load a NAS's few cores for
 # nothing.
 PAGES_IN_FLIGHT = 2
+# A re-run's listing of versions parses ~1 MB of JSON a page to keep three fields of each asset.
+# In the command's process that parsing holds the GIL against the cache load and the matching
+# (an unchanged 100,000-asset re-run: 7.75 s, and 7.09 s with the listing in a process of its own;
+# benchmarks/README.md, "the sixth pass"): a listing of at least this many assets runs in a
+# process of its own, which sends the versions back.
+VERSIONS_IN_PROCESS = 20_000
+VERSIONS_BATCH = 1000  # versions a message from that process (~100 KB pickled)
 _insecure_warned = threading.Event()
 
 
@@ -107,8 +118,21 @@ class ImmichConnection:
         workers: int = MEMBERSHIP_WORKERS,
         pages_in_flight: int = PAGES_IN_FLIGHT,
         timeline: bool = True,
+        versions_in_process: int | None = VERSIONS_IN_PROCESS,
     ) -> None:
         self._config = config
+        # how a process of its own makes the same connection (`_versions_in_process`)
+        self._settings = {
+            "include_partners": include_partners,
+            "timeout": timeout,
+            "retry": retry,
+            "page_size": page_size,
+            "workers": workers,
+            "pages_in_flight": pages_in_flight,
+            "timeline": timeline,
+        }
+        self.versions_in_process = versions_in_process  # None: always in this process
+        self.versions_batch = VERSIONS_BATCH
         self.include_partners = include_partners
         self.timeout = timeout
         self.page_size = page_size
@@ -335,8 +359,75 @@ class ImmichConnection:
         """(id, updatedAt, originalFileName) of the same assets, from a listing without EXIF:
         about half the bytes, and no EXIF join for the server. It may also hold assets whose
         metadata was never extracted, which `iter_assets` leaves out (FACTS.md)."""
-        for raw in self._assets(updated_after, updated_before, album_id, with_exif=False):
+        filters = (updated_after, updated_before, album_id)
+        if self._listing_is_large(filters):
+            listing = self._versions_in_process(filters)
+            if listing is not None:
+                yield from listing
+                return
+        for raw in self._assets(*filters, with_exif=False):
             yield str(raw["id"]), raw.get("updatedAt"), raw.get("originalFileName") or ""
+
+    def _listing_is_large(self, filters: tuple[datetime | None, datetime | None, str | None]) -> bool:
+        """The server counts at least `versions_in_process` assets for these filters."""
+        if self.versions_in_process is None or filters[2] is not None:
+            return False  # an album's listing is read in this process, with its own checks
+        count = self._count(self.check(), *filters)
+        return count is not None and count >= self.versions_in_process
+
+    def _versions_in_process(
+        self, filters: tuple[datetime | None, datetime | None, str | None]
+    ) -> Iterator[tuple[str, str | None, str]] | None:
+        """`iter_versions` run by a spawned process (`_list_versions`), or None where no process
+        can be started (a sandbox, a limit): the listing is then read in this one."""
+        context = multiprocessing.get_context("spawn")
+        receive, send = context.Pipe(duplex=False)
+        with self._counts_lock:
+            counts = dict(self._counts)  # the count asked already: not asked again there
+        process = context.Process(
+            target=_list_versions,
+            args=(self._config, self._settings, self.api_url, self.info, counts, filters, self.versions_batch, send),
+            daemon=True,
+            name="immich-versions",
+        )
+        try:
+            process.start()
+        except (OSError, RuntimeError) as exc:
+            log.warning("listing the assets in this process (cannot start a process for it: %s)", exc)
+            receive.close()
+            send.close()
+            return None
+        send.close()
+        return self._received(process, receive)
+
+    def _received(self, process: Any, receive: Any) -> Iterator[tuple[str, str | None, str]]:
+        """What the listing's process sends: the same requests, the same checks and the same
+        versions in the same order as a listing here; its log lines are logged here, its error
+        raised here. Leaving early, failing or a `cancel` stops it."""
+        try:
+            while True:
+                if self._cancelled.is_set():
+                    raise ImmichError("cancelled")
+                if not receive.poll(0.2):
+                    if not process.is_alive() and not receive.poll():
+                        raise ImmichError(f"the process listing the assets ended (exit code {process.exitcode})")
+                    continue
+                kind, payload = receive.recv()
+                if kind == "versions":
+                    yield from payload
+                elif kind == "log":
+                    logging.getLogger(payload[0]).log(payload[1], "%s", payload[2])
+                elif kind == "error":
+                    raise payload
+                else:  # "end": the number of requests it made
+                    with self._count_lock:
+                        self.requests_made += payload
+                    return
+        finally:
+            receive.close()
+            if process.is_alive():
+                process.terminate()
+            process.join(10)
 
     def _assets(
         self, updated_after: datetime | None, updated_before: datetime | None, album_id: str | None, *, with_exif: bool
@@ -831,6 +922,9 @@ class _HttpError(ImmichError):
         super().__init__(message)
         self.status = status
 
+    def __reduce__(self) -> tuple[Any, ...]:  # raised in the listing's process, re-raised here
+        return (_HttpError, (self.status, str(self)))
+
 
 def most_specific_tags(
     values: dict[str, str], found: dict[str, frozenset[str]], below: dict[str, frozenset[str]] | None = None
@@ -889,3 +983,64 @@ def _cause(exc: BaseException) -> str:
     reason = getattr(inner, "reason", None)
     text = str(reason or inner or exc)
     return text.split(": ", 1)[-1] if "Max retries exceeded" in text else text
+
+
+class _Forward(logging.Handler):
+    """In the listing's process: each log line goes to the command, which logs it."""
+
+    def __init__(self, send: Any) -> None:
+        super().__init__(logging.INFO)
+        self._send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._send(("log", (record.name, record.levelno, record.getMessage())))
+
+
+def _list_versions(
+    config: ImmichConfig,
+    settings: dict[str, Any],
+    api_url: str,
+    info: ServerInfo | None,
+    counts: dict[tuple[Any, ...], int | None],
+    filters: tuple[datetime | None, datetime | None, str | None],
+    batch_size: int,
+    send: Any,
+) -> None:
+    """The process of `ImmichConnection._versions_in_process`: the listing with the command's
+    connection settings and what it learnt of the server, its versions sent in batches."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle: it stops this one
+    parent = os.getppid()
+
+    def watch() -> None:  # a command killed outright cannot stop it: it stops itself
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+    _insecure_warned.set()  # said by the command already
+    connection = ImmichConnection(config, **settings, versions_in_process=None)
+    connection.api_url, connection.info = api_url, info
+    connection._counts.update(counts)
+    logger = logging.getLogger("immich_sync")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logger.addHandler(_Forward(send.send))
+    try:
+        batch: list[tuple[str, str | None, str]] = []
+        for version in connection.iter_versions(*filters):
+            batch.append(version)
+            if len(batch) >= batch_size:
+                send.send(("versions", batch))
+                batch = []
+        if batch:
+            send.send(("versions", batch))
+        send.send(("end", connection.requests_made))
+    except Exception as exc:  # every failure is the command's to report
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:  # an error that does not travel: its text does
+            exc = ImmichError(f"{type(exc).__name__}: {exc}")
+        send.send(("error", exc))
+    finally:
+        connection.close()
+        send.close()
