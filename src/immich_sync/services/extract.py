@@ -60,11 +60,13 @@ class ExtractRequest:
     # so that reader processes read its file dates meanwhile. A listing of whole assets runs up
     # to `pages_ahead` batches ahead of the matching (~5 MB of dicts each: 32 of them were a
     # sixth of a 100,000-asset first run's peak memory, for no time it measurably saved); a
-    # re-run's listing of versions (a few hundred bytes an asset) up to `versions_ahead`, so
-    # that it goes on while the cache loads.
+    # re-run's listing of versions (~250 bytes an asset) up to `versions_ahead`, so that it goes
+    # on while the cache loads: with 32, a 100,000-asset unchanged re-run's listing stopped
+    # half-way through the load and the matching then waited 0.8 s for it; with 128 (~32 MB at
+    # most) it is done when the load is (benchmarks/README.md, "the sixth pass").
     read_ahead: int = 1000
     pages_ahead: int = 8
-    versions_ahead: int = 32
+    versions_ahead: int = 128
 
     @property
     def filters(self) -> dict[str, Any]:
