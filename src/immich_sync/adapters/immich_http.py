@@ -43,8 +43,9 @@ PAGES_IN_FLIGHT = 2
 # A re-run's listing of versions parses ~1 MB of JSON a page to keep three fields of each asset.
 # In the command's process that parsing holds the GIL against the cache load and the matching
 # (an unchanged 100,000-asset re-run: 7.75 s, and 7.09 s with the listing in a process of its own;
-# benchmarks/README.md, "the sixth pass"): a listing of at least this many assets runs in a
-# process of its own, which sends the versions back.
+# benchmarks/README.md, "the sixth pass"): the command lists at least this many assets in a
+# process of its own, which sends the versions back. A script opts in as it does for the library's
+# readers (`versions_in_process=`, under the `if __name__ == "__main__":` guard spawning needs).
 VERSIONS_IN_PROCESS = 20_000
 VERSIONS_BATCH = 1000  # versions a message from that process (~100 KB pickled)
 _insecure_warned = threading.Event()
@@ -118,7 +119,7 @@ class ImmichConnection:
         workers: int = MEMBERSHIP_WORKERS,
         pages_in_flight: int = PAGES_IN_FLIGHT,
         timeline: bool = True,
-        versions_in_process: int | None = VERSIONS_IN_PROCESS,
+        versions_in_process: int | None = None,
     ) -> None:
         self._config = config
         # how a process of its own makes the same connection (`_versions_in_process`)
@@ -131,7 +132,7 @@ class ImmichConnection:
             "pages_in_flight": pages_in_flight,
             "timeline": timeline,
         }
-        self.versions_in_process = versions_in_process  # None: always in this process
+        self.versions_in_process = versions_in_process  # None (a script's default): always in this process
         self.versions_batch = VERSIONS_BATCH
         self.include_partners = include_partners
         self.timeout = timeout

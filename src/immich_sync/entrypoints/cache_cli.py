@@ -66,7 +66,7 @@ from datetime import UTC, datetime
 
 from .. import __version__
 from ..adapters.immich_config import ImmichConfig
-from ..adapters.immich_http import ImmichConnection
+from ..adapters.immich_http import VERSIONS_IN_PROCESS, ImmichConnection
 from ..adapters.immich_search import is_uuid
 from ..adapters.json_repository import JsonCacheRepository
 from ..adapters.library_scan import LocalLibrary, default_readers
@@ -269,7 +269,10 @@ def main(argv: list[str] | None = None, *, exit_when_done: bool = False) -> int:
         log.info("immich-cache %s: target %s, cache %s", __version__, target, cache_path)
         log.info("server URL from %s; API key from %s", config.url_source, config.key_source)
         connection = ImmichConnection(
-            config, include_partners=bool(args["--partners"]), page_size=page_size(os.environ.get(PAGE_SIZE_VAR))
+            config,
+            include_partners=bool(args["--partners"]),
+            page_size=page_size(os.environ.get(PAGE_SIZE_VAR)),
+            versions_in_process=VERSIONS_IN_PROCESS,
         )
         if album is not None and not is_uuid(album):
             album = album_by_name(connection, album)
