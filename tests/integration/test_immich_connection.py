@@ -223,7 +223,7 @@ def test_a_listing_in_its_own_process_fails_here_and_leaves_no_process(fake_serv
     assert not multiprocessing.active_children()
 
 
-@pytest.mark.parametrize("how", ["cancel", "leave"])
+@pytest.mark.parametrize("how", ["cancel", "leave", "killed"])
 def test_a_listing_in_its_own_process_stops_when_cancelled_or_left(fake_server, how):
     import multiprocessing
 
@@ -238,6 +238,11 @@ def test_a_listing_in_its_own_process_stops_when_cancelled_or_left(fake_server, 
     if how == "cancel":
         conn.cancel()
         with pytest.raises(ImmichError, match="cancelled"):
+            list(listing)
+    elif how == "killed":  # out of memory, say: the listing fails, and says so
+        for process in multiprocessing.active_children():
+            process.kill()
+        with pytest.raises(ImmichError, match=r"ended before the listing did \(exit code -9\)"):
             list(listing)
     else:
         listing.close()

@@ -410,10 +410,14 @@ class ImmichConnection:
                 if self._cancelled.is_set():
                     raise ImmichError("cancelled")
                 if not receive.poll(0.2):
-                    if not process.is_alive() and not receive.poll():
-                        raise ImmichError(f"the process listing the assets ended (exit code {process.exitcode})")
                     continue
-                kind, payload = receive.recv()
+                try:
+                    kind, payload = receive.recv()
+                except EOFError:  # ended without a word: killed (out of memory, a signal)
+                    process.join(1)
+                    raise ImmichError(
+                        f"the process listing the assets ended before the listing did (exit code {process.exitcode})"
+                    ) from None
                 if kind == "versions":
                     yield from payload
                 elif kind == "log":
