@@ -11,7 +11,7 @@ import threading
 import time
 import warnings
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -993,12 +993,12 @@ def _cause(exc: BaseException) -> str:
 class _Forward(logging.Handler):
     """In the listing's process: each log line goes to the command, which logs it."""
 
-    def __init__(self, send: Any) -> None:
+    def __init__(self, post: Callable[[tuple[str, Any]], None]) -> None:
         super().__init__(logging.INFO)
-        self._send = send
+        self._post = post
 
     def emit(self, record: logging.LogRecord) -> None:
-        self._send(("log", (record.name, record.levelno, record.getMessage())))
+        self._post(("log", (record.name, record.levelno, record.getMessage())))
 
 
 def _list_versions(
@@ -1026,26 +1026,32 @@ def _list_versions(
     connection = ImmichConnection(config, **settings, versions_in_process=None)
     connection.api_url, connection.info = api_url, info
     connection._counts.update(counts)
+    sending = threading.Lock()  # a pipe's messages must not interleave: the page threads log too
+
+    def post(message: tuple[str, Any]) -> None:
+        with sending:
+            send.send(message)
+
     logger = logging.getLogger("immich_sync")
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    logger.addHandler(_Forward(send.send))
+    logger.addHandler(_Forward(post))
     try:
         batch: list[tuple[str, str | None, str]] = []
         for version in connection.iter_versions(*filters):
             batch.append(version)
             if len(batch) >= batch_size:
-                send.send(("versions", batch))
+                post(("versions", batch))
                 batch = []
         if batch:
-            send.send(("versions", batch))
-        send.send(("end", connection.requests_made))
+            post(("versions", batch))
+        post(("end", connection.requests_made))
     except Exception as exc:  # every failure is the command's to report
         try:
             pickle.loads(pickle.dumps(exc))
         except Exception:  # an error that does not travel: its text does
             exc = ImmichError(f"{type(exc).__name__}: {exc}")
-        send.send(("error", exc))
+        post(("error", exc))
     finally:
         connection.close()
         send.close()
