@@ -107,8 +107,8 @@ class ConsoleFormatter(logging.Formatter):
 
 # The log file's buffer. Each write of a full buffer is a system call that gives up the GIL, and
 # the run's thread then waits behind the listing's and the pages' threads to get it back: with the
-# default 8 KiB, 100,000 AUDIT lines are ~1,800 such waits (1.7-2.3 s of a run's thread against
-# 0.3 s with 1 MiB, `benchmarks/README.md`, "the sixth pass").
+# default 8 KiB, 100,000 AUDIT lines are ~1,800 such waits (beside two busy threads 1.2-4.0 s of
+# the writer's wall against 0.3 s with 1 MiB: `benchmarks/bench_log_writes.py`).
 LOG_BUFFER = 1 << 20
 # ... but what a killed run leaves in its log stays at most this old (seconds).
 LOG_FLUSH_SECONDS = 2.0
