@@ -122,16 +122,7 @@ class ImmichConnection:
         versions_in_process: int | None = None,
     ) -> None:
         self._config = config
-        # how a process of its own makes the same connection (`_versions_in_process`)
-        self._settings = {
-            "include_partners": include_partners,
-            "timeout": timeout,
-            "retry": retry,
-            "page_size": page_size,
-            "workers": workers,
-            "pages_in_flight": pages_in_flight,
-            "timeline": timeline,
-        }
+        self._retry = retry  # (for the listing's process: `_settings`)
         self.versions_in_process = versions_in_process  # None (a script's default): always in this process
         self.versions_batch = VERSIONS_BATCH
         self.include_partners = include_partners
@@ -387,7 +378,7 @@ class ImmichConnection:
             counts = dict(self._counts)  # the count asked already: not asked again there
         process = context.Process(
             target=_list_versions,
-            args=(self._config, self._settings, self.api_url, self.info, counts, filters, self.versions_batch, send),
+            args=(self._config, self._settings(), self.api_url, self.info, counts, filters, self.versions_batch, send),
             daemon=True,
             name="immich-versions",
         )
@@ -400,6 +391,18 @@ class ImmichConnection:
             return None
         send.close()
         return self._received(process, receive)
+
+    def _settings(self) -> dict[str, Any]:
+        """How the listing's process makes the same connection as this one."""
+        return {
+            "include_partners": self.include_partners,
+            "timeout": self.timeout,
+            "retry": self._retry,
+            "page_size": self.page_size,
+            "workers": self.workers,
+            "pages_in_flight": self.pages_in_flight,
+            "timeline": not self._timeline_refused.is_set(),
+        }
 
     def _received(self, process: Any, receive: Any) -> Iterator[tuple[str, str | None, str]]:
         """What the listing's process sends: the same requests, the same checks and the same
