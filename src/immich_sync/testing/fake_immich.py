@@ -662,8 +662,9 @@ class FakeImmich:
                     return self._memo[key][1]
             value = compute()
             with self._lock:
-                if len(self._memo) > 4096:
+                if len(self._memo) > 4096:  # (a key's lock made again meanwhile: computed twice, the same)
                     self._memo.clear()
+                    self._computing = {key: computing}
                 self._memo[key] = (fingerprint, value)
         return value
 
